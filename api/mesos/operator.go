@@ -1,0 +1,171 @@
+package mesos
+
+// Operator API call and response types (v1/master.proto).
+const (
+	OpGetHealth     = "GET_HEALTH"
+	OpGetVersion    = "GET_VERSION"
+	OpGetState      = "GET_STATE"
+	OpGetAgents     = "GET_AGENTS"
+	OpGetFrameworks = "GET_FRAMEWORKS"
+	OpGetTasks      = "GET_TASKS"
+	OpGetMaster     = "GET_MASTER"
+	OpSubscribe     = "SUBSCRIBE"
+)
+
+// OperatorCall is a call POSTed to /api/v1.
+type OperatorCall struct {
+	Type string `json:"type"`
+}
+
+// OperatorResponse is the reply to an OperatorCall.
+type OperatorResponse struct {
+	Type          string         `json:"type"`
+	GetHealth     *GetHealth     `json:"get_health,omitempty"`
+	GetVersion    *GetVersion    `json:"get_version,omitempty"`
+	GetState      *GetState      `json:"get_state,omitempty"`
+	GetAgents     *GetAgents     `json:"get_agents,omitempty"`
+	GetFrameworks *GetFrameworks `json:"get_frameworks,omitempty"`
+	GetTasks      *GetTasks      `json:"get_tasks,omitempty"`
+	GetMaster     *GetMaster     `json:"get_master,omitempty"`
+}
+
+// GetHealth is Response.GetHealth.
+type GetHealth struct {
+	Healthy bool `json:"healthy"`
+}
+
+// GetVersion is Response.GetVersion.
+type GetVersion struct {
+	VersionInfo VersionInfo `json:"version_info"`
+}
+
+// VersionInfo describes the build.
+type VersionInfo struct {
+	Version   string `json:"version"`
+	BuildDate string `json:"build_date,omitempty"`
+	GitSHA    string `json:"git_sha,omitempty"`
+}
+
+// GetState is Response.GetState: everything at once.
+type GetState struct {
+	GetTasks      GetTasks      `json:"get_tasks"`
+	GetFrameworks GetFrameworks `json:"get_frameworks"`
+	GetAgents     GetAgents     `json:"get_agents"`
+}
+
+// GetTasks is Response.GetTasks.
+type GetTasks struct {
+	Tasks          []Task `json:"tasks,omitempty"`
+	CompletedTasks []Task `json:"completed_tasks,omitempty"`
+}
+
+// GetFrameworks is Response.GetFrameworks.
+type GetFrameworks struct {
+	Frameworks          []FrameworkState `json:"frameworks,omitempty"`
+	CompletedFrameworks []FrameworkState `json:"completed_frameworks,omitempty"`
+}
+
+// FrameworkState is Response.GetFrameworks.Framework.
+type FrameworkState struct {
+	FrameworkInfo      FrameworkInfo `json:"framework_info"`
+	Active             bool          `json:"active"`
+	Connected          bool          `json:"connected"`
+	Recovered          bool          `json:"recovered"`
+	RegisteredTime     *TimeInfo     `json:"registered_time,omitempty"`
+	AllocatedResources Resources     `json:"allocated_resources,omitempty"`
+	OfferedResources   Resources     `json:"offered_resources,omitempty"`
+}
+
+// TimeInfo is a point in time in nanoseconds since the epoch.
+type TimeInfo struct {
+	Nanoseconds int64 `json:"nanoseconds"`
+}
+
+// GetAgents is Response.GetAgents.
+type GetAgents struct {
+	Agents []AgentState `json:"agents,omitempty"`
+}
+
+// AgentState is Response.GetAgents.Agent.
+type AgentState struct {
+	AgentInfo          AgentInfo `json:"agent_info"`
+	Active             bool      `json:"active"`
+	Version            string    `json:"version,omitempty"`
+	PID                string    `json:"pid,omitempty"`
+	RegisteredTime     *TimeInfo `json:"registered_time,omitempty"`
+	TotalResources     Resources `json:"total_resources,omitempty"`
+	AllocatedResources Resources `json:"allocated_resources,omitempty"`
+	OfferedResources   Resources `json:"offered_resources,omitempty"`
+}
+
+// GetMaster is Response.GetMaster.
+type GetMaster struct {
+	MasterInfo MasterInfo `json:"master_info"`
+}
+
+// Operator SUBSCRIBE event types (v1/master.proto Event.Type).
+const (
+	OpEventSubscribed       = "SUBSCRIBED"
+	OpEventTaskAdded        = "TASK_ADDED"
+	OpEventTaskUpdated      = "TASK_UPDATED"
+	OpEventAgentAdded       = "AGENT_ADDED"
+	OpEventAgentRemoved     = "AGENT_REMOVED"
+	OpEventFrameworkAdded   = "FRAMEWORK_ADDED"
+	OpEventFrameworkUpdated = "FRAMEWORK_UPDATED"
+	OpEventFrameworkRemoved = "FRAMEWORK_REMOVED"
+	OpEventHeartbeat        = "HEARTBEAT"
+)
+
+// OperatorEvent is one record of the operator SUBSCRIBE stream.
+type OperatorEvent struct {
+	Type             string            `json:"type"`
+	Subscribed       *OpSubscribed     `json:"subscribed,omitempty"`
+	TaskAdded        *TaskAdded        `json:"task_added,omitempty"`
+	TaskUpdated      *TaskUpdated      `json:"task_updated,omitempty"`
+	AgentAdded       *AgentAdded       `json:"agent_added,omitempty"`
+	AgentRemoved     *AgentRemoved     `json:"agent_removed,omitempty"`
+	FrameworkAdded   *FrameworkEvent   `json:"framework_added,omitempty"`
+	FrameworkUpdated *FrameworkEvent   `json:"framework_updated,omitempty"`
+	FrameworkRemoved *FrameworkRemoved `json:"framework_removed,omitempty"`
+}
+
+// OpSubscribed is Event.Subscribed of the operator stream: the full state
+// the incremental events that follow apply to.
+type OpSubscribed struct {
+	GetState                 GetState    `json:"get_state"`
+	HeartbeatIntervalSeconds float64     `json:"heartbeat_interval_seconds,omitempty"`
+	MasterInfo               *MasterInfo `json:"master_info,omitempty"`
+}
+
+// TaskAdded is Event.TaskAdded.
+type TaskAdded struct {
+	Task Task `json:"task"`
+}
+
+// TaskUpdated is Event.TaskUpdated. Status is the latest status; State the
+// task's current state.
+type TaskUpdated struct {
+	FrameworkID ID         `json:"framework_id"`
+	Status      TaskStatus `json:"status"`
+	State       TaskState  `json:"state"`
+}
+
+// AgentAdded is Event.AgentAdded.
+type AgentAdded struct {
+	Agent AgentState `json:"agent"`
+}
+
+// AgentRemoved is Event.AgentRemoved.
+type AgentRemoved struct {
+	AgentID ID `json:"agent_id"`
+}
+
+// FrameworkEvent is Event.FrameworkAdded / FrameworkUpdated.
+type FrameworkEvent struct {
+	Framework FrameworkState `json:"framework"`
+}
+
+// FrameworkRemoved is Event.FrameworkRemoved.
+type FrameworkRemoved struct {
+	FrameworkInfo FrameworkInfo `json:"framework_info"`
+}
