@@ -1,0 +1,240 @@
+package master
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/keelhq/keel/api/agent"
+	"github.com/keelhq/keel/api/mesos"
+)
+
+// handleAgent serves agent.Path.
+func (m *Master) handleAgent(w http.ResponseWriter, r *http.Request) {
+	var call agent.Call
+	if !decodeCall(w, r, &call) {
+		return
+	}
+	switch call.Type {
+	case agent.CallSubscribe:
+		m.subscribeAgent(w, r, &call)
+	case agent.CallUpdate:
+		if call.Update == nil || call.AgentID == nil {
+			httpError(w, http.StatusBadRequest, "Expecting 'agent_id' and 'update' to be present")
+			return
+		}
+		if status, msg := m.agentUpdate(r.Header.Get(agent.StreamIDHeader), call.AgentID.Value, call.Update); status >= 400 {
+			httpError(w, status, msg)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	default:
+		httpError(w, http.StatusBadRequest, "Unknown call type '"+call.Type+"'")
+	}
+}
+
+func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *agent.Call) {
+	sub := call.Subscribe
+	if sub == nil || sub.AgentInfo.Hostname == "" || sub.IP == "" {
+		httpError(w, http.StatusBadRequest, "Expecting 'subscribe' with 'agent_info.hostname' and 'ip'")
+		return
+	}
+	c := newConn(newUUID())
+	m.mu.Lock()
+	id := sub.AgentInfo.ID.Val()
+	a, known := m.agents[id]
+	if id == "" {
+		m.seq++
+		id = fmt.Sprintf("%s-S%d", m.info.ID, m.seq)
+	}
+	if !known {
+		a = &agentRec{registered: time.Now()}
+		m.agents[id] = a
+	} else if a.conn != nil {
+		a.conn.close()
+	}
+	info := sub.AgentInfo
+	info.ID = mesos.NewID(id)
+	a.info, a.ip, a.version, a.total = info, sub.IP, sub.Version, info.Resources.Normalize()
+	a.pid = mesos.AgentPID(sub.IP, info.Port)
+	a.conn, a.streamID = c, c.id
+	m.disarmTimer("agent/" + id)
+	// Release offers made on the old connection; they may be stale.
+	for oid, o := range m.offers {
+		if o.offer.AgentID.Value == id {
+			m.releaseOffer(oid, true)
+		}
+	}
+	m.reconcileAgent(a, id, sub.Tasks)
+	c.send(agent.Event{Type: agent.EventSubscribed, Subscribed: &agent.Subscribed{AgentID: mesos.ID{Value: id}, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds()}})
+	m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventAgentAdded, AgentAdded: &mesos.AgentAdded{Agent: m.agentState(a)}})
+	m.mu.Unlock()
+	m.persist(keyAgents+id, info)
+	m.log.Info("agent subscribed", "agent_id", id, "hostname", info.Hostname, "ip", sub.IP, "resources", a.total.String(), "reregister", known)
+	m.metrics.subscriptions.WithLabelValues("agent").Inc()
+	m.kick()
+
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(agent.StreamIDHeader, c.id)
+	w.WriteHeader(http.StatusOK)
+	c.serve(r.Context(), w, agent.Event{Type: agent.EventHeartbeat}, m.cfg.HeartbeatInterval)
+	m.agentDisconnected(id, c)
+}
+
+// reconcileAgent merges the tasks an agent reports on (re)subscription with
+// what the master knows: tasks the master lost track of (master restart)
+// are adopted; tasks the master has on this agent that the agent no longer
+// runs are lost. Caller holds mu.
+func (m *Master) reconcileAgent(a *agentRec, id string, reported []mesos.Task) {
+	seen := map[string]bool{}
+	used := mesos.Resources{}
+	for _, rt := range reported {
+		seen[rt.TaskID.Value] = true
+		used = used.Plus(rt.Resources)
+		if _, ok := m.tasks[rt.TaskID.Value]; ok {
+			continue
+		}
+		rt.AgentID = mesos.ID{Value: id}
+		t := &taskRec{task: rt, unacked: map[string]mesos.TaskStatus{}}
+		m.tasks[rt.TaskID.Value] = t
+		if f := m.frameworks[rt.FrameworkID.Value]; f != nil {
+			f.allocated = f.allocated.Plus(rt.Resources)
+		}
+		m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventTaskAdded, TaskAdded: &mesos.TaskAdded{Task: rt}})
+	}
+	for _, t := range m.tasks {
+		if t.task.AgentID.Value != id || seen[t.task.TaskID.Value] || t.task.State.Terminal() {
+			continue
+		}
+		if t.task.State == mesos.TaskStaging {
+			// Launched while the agent re-registered; it may still arrive.
+			used = used.Plus(t.task.Resources)
+			continue
+		}
+		m.applyStatus(t, masterStatus(t.task.TaskID, &t.task.AgentID, mesos.TaskLost, mesos.ReasonAgentRemoved,
+			"Task is not running on the agent after it re-registered"), true)
+	}
+	a.used = used
+}
+
+// agentDisconnected keeps the agent's tasks for AgentReregisterTimeout,
+// then reports them unreachable (or lost) and removes the agent.
+func (m *Master) agentDisconnected(id string, c *conn) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.agents[id]
+	if !ok || a.conn != c {
+		return
+	}
+	a.conn = nil
+	for oid, o := range m.offers {
+		if o.offer.AgentID.Value == id {
+			m.releaseOffer(oid, true)
+		}
+	}
+	if m.closing {
+		return
+	}
+	m.log.Warn("agent disconnected", "agent_id", id)
+	m.armTimer("agent/"+id, m.cfg.AgentReregisterTimeout, func() {
+		a, ok := m.agents[id]
+		if !ok || a.conn != nil {
+			return
+		}
+		m.log.Warn("agent did not re-register in time; removing it", "agent_id", id)
+		for _, t := range m.tasks {
+			if t.task.AgentID.Value != id {
+				continue
+			}
+			state := mesos.TaskLost
+			if f := m.frameworks[t.task.FrameworkID.Value]; f != nil && f.info.HasCapability(mesos.CapabilityPartitionAware) {
+				state = mesos.TaskUnreachable
+			}
+			m.applyStatus(t, masterStatus(t.task.TaskID, &t.task.AgentID, state, mesos.ReasonAgentDisconnected, "Agent disconnected"), true)
+		}
+		delete(m.agents, id)
+		go m.unpersist(keyAgents + id)
+		m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventAgentRemoved, AgentRemoved: &mesos.AgentRemoved{AgentID: mesos.ID{Value: id}}})
+	})
+}
+
+// agentUpdate applies a status update from an agent.
+func (m *Master) agentUpdate(streamID, agentID string, u *agent.Update) (int, string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.agents[agentID]
+	if !ok || a.conn == nil {
+		return http.StatusForbidden, "Agent " + agentID + " is not subscribed"
+	}
+	if streamID != a.streamID {
+		return http.StatusBadRequest, "Stream ID does not match the agent's subscription"
+	}
+	st := u.Status
+	st.AgentID = mesos.NewID(agentID)
+	t, ok := m.tasks[st.TaskID.Value]
+	if !ok {
+		// Not ours to track (e.g. already completed): acknowledge so the agent
+		// stops retrying, and tell the framework if it is connected.
+		if len(st.UUID) > 0 {
+			a.conn.send(agent.Event{Type: agent.EventAcknowledged, Acknowledged: &agent.Acknowledged{TaskID: st.TaskID, UUID: st.UUID}})
+		}
+		return http.StatusAccepted, ""
+	}
+	m.metrics.updates.WithLabelValues(string(st.State)).Inc()
+	if _, dup := t.unacked[string(st.UUID)]; dup && len(st.UUID) > 0 {
+		// A retry: the framework may have missed it, resend as is.
+		m.sendUpdate(m.frameworks[t.task.FrameworkID.Value], t.unacked[string(st.UUID)])
+		return http.StatusAccepted, ""
+	}
+	m.applyStatus(t, st, false)
+	return http.StatusAccepted, ""
+}
+
+// applyStatus records a new status for a task, tells operator subscribers,
+// releases resources of terminal tasks and forwards the update to the
+// framework (keeping it until acknowledged when it carries a UUID). A
+// status generated by the master (fromMaster) gets a UUID of its own so
+// the framework acknowledges it too. Caller holds mu.
+func (m *Master) applyStatus(t *taskRec, st mesos.TaskStatus, fromMaster bool) {
+	if fromMaster {
+		st.UUID = newUUIDBytes()
+	}
+	wasTerminal := t.task.State.Terminal()
+	if !wasTerminal {
+		t.task.State = st.State
+	}
+	t.task.Statuses = append(t.task.Statuses, st)
+	if n := len(t.task.Statuses); n > maxStatuses {
+		t.task.Statuses = append([]mesos.TaskStatus(nil), t.task.Statuses[n-maxStatuses:]...)
+	}
+	t.task.StatusUpdateState, t.task.StatusUpdateUUID = st.State, st.UUID
+	m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventTaskUpdated, TaskUpdated: &mesos.TaskUpdated{
+		FrameworkID: t.task.FrameworkID, Status: st, State: t.task.State}})
+	if st.State.Terminal() && !wasTerminal {
+		if a := m.agents[t.task.AgentID.Value]; a != nil {
+			a.used = a.used.Minus(t.task.Resources)
+		}
+		if f := m.frameworks[t.task.FrameworkID.Value]; f != nil {
+			f.allocated = f.allocated.Minus(t.task.Resources)
+		}
+		m.kick()
+	}
+	if len(st.UUID) > 0 {
+		t.unacked[string(st.UUID)] = st
+	}
+	f := m.frameworks[t.task.FrameworkID.Value]
+	m.sendUpdate(f, st)
+	if t.task.State.Terminal() && (f == nil || len(t.unacked) == 0) {
+		m.complete(t)
+	}
+}
+
+// complete moves a terminal task whose updates were all acknowledged to the
+// completed list. Caller holds mu.
+func (m *Master) complete(t *taskRec) {
+	delete(m.tasks, t.task.TaskID.Value)
+	m.completed = append(m.completed, t.task)
+	if n := len(m.completed); n > maxCompleted {
+		m.completed = append([]mesos.Task(nil), m.completed[n-maxCompleted:]...)
+	}
+}

@@ -1,0 +1,112 @@
+package master
+
+import (
+	"context"
+	"time"
+
+	"github.com/keelhq/keel/allocator"
+	"github.com/keelhq/keel/api/mesos"
+)
+
+// allocationLoop runs a cycle every AllocationInterval and whenever kick
+// asks for one.
+func (m *Master) allocationLoop(ctx context.Context) {
+	t := time.NewTicker(m.cfg.AllocationInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.trigger:
+		}
+		m.allocate(time.Now())
+	}
+}
+
+// allocate runs one allocation cycle and sends the resulting offers.
+func (m *Master) allocate(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closing {
+		return
+	}
+	st := allocator.State{Now: now}
+	for id, a := range m.agents {
+		if a.conn == nil {
+			continue
+		}
+		st.Agents = append(st.Agents, allocator.Agent{ID: id, Total: a.total, Available: a.available()})
+	}
+	for id, f := range m.frameworks {
+		if f.conn == nil {
+			continue
+		}
+		st.Frameworks = append(st.Frameworks, allocator.Framework{
+			ID: id, Role: frameworkRole(f.info), Suppressed: f.suppressed, Allocated: f.allocated.Plus(f.offered)})
+	}
+	for k, until := range m.filters {
+		if !now.Before(until) {
+			delete(m.filters, k)
+			continue
+		}
+		st.Filters = append(st.Filters, allocator.Filter{FrameworkID: k[0], AgentID: k[1], Until: until})
+	}
+	if len(st.Agents) == 0 || len(st.Frameworks) == 0 {
+		return
+	}
+	start := time.Now()
+	decisions := allocator.Allocate(st)
+	m.metrics.allocationSeconds.Observe(time.Since(start).Seconds())
+	byFw := map[string][]mesos.Offer{}
+	for _, d := range decisions {
+		a, f := m.agents[d.AgentID], m.frameworks[d.FrameworkID]
+		m.seq++
+		o := mesos.Offer{
+			ID:          mesos.ID{Value: m.info.ID + "-O" + itoa(m.seq)},
+			FrameworkID: mesos.ID{Value: d.FrameworkID},
+			AgentID:     mesos.ID{Value: d.AgentID},
+			Hostname:    a.info.Hostname,
+			Resources:   d.Resources,
+			Attributes:  a.info.Attributes,
+		}
+		m.offers[o.ID.Value] = &offerRec{offer: o, created: now}
+		a.offered = a.offered.Plus(d.Resources)
+		f.offered = f.offered.Plus(d.Resources)
+		byFw[d.FrameworkID] = append(byFw[d.FrameworkID], o)
+	}
+	for fid, offers := range byFw {
+		m.metrics.offers.Add(float64(len(offers)))
+		m.frameworks[fid].conn.send(mesos.Event{Type: mesos.EventOffers, Offers: &mesos.Offers{Offers: offers}})
+	}
+}
+
+// releaseOffer removes an offer and returns its resources to the pool.
+// rescind tells the framework it is gone.
+func (m *Master) releaseOffer(id string, rescind bool) *offerRec {
+	o, ok := m.offers[id]
+	if !ok {
+		return nil
+	}
+	delete(m.offers, id)
+	if a := m.agents[o.offer.AgentID.Value]; a != nil {
+		a.offered = a.offered.Minus(o.offer.Resources)
+	}
+	if f := m.frameworks[o.offer.FrameworkID.Value]; f != nil {
+		f.offered = f.offered.Minus(o.offer.Resources)
+		if rescind {
+			f.conn.send(mesos.Event{Type: mesos.EventRescind, Rescind: &mesos.Rescind{OfferID: o.offer.ID}})
+		}
+	}
+	return o
+}
+
+func frameworkRole(info mesos.FrameworkInfo) string {
+	if len(info.Roles) > 0 {
+		return info.Roles[0]
+	}
+	if info.Role != "" {
+		return info.Role
+	}
+	return "*"
+}

@@ -1,0 +1,351 @@
+package master
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keelhq/keel/api/mesos"
+)
+
+// Store is the durable key/value state the master needs (coord.Bolt
+// satisfies it).
+type Store interface {
+	Put(ctx context.Context, key string, value []byte) error
+	Delete(ctx context.Context, key string) error
+	List(ctx context.Context, prefix string) (map[string][]byte, error)
+}
+
+// Config configures a master.
+type Config struct {
+	// Listen is the HTTP address, e.g. "127.0.0.1:5050".
+	Listen string
+	// Hostname and IP are advertised to clients (MasterInfo, leader.mesos).
+	// IP defaults to the listener's IP, Hostname to IP.
+	Hostname string
+	IP       string
+	// Store holds the registry; required.
+	Store Store
+	// AllocationInterval is the batch allocation period (default 1s).
+	AllocationInterval time.Duration
+	// HeartbeatInterval is the period of HEARTBEAT events on every stream
+	// (default 15s, as Mesos).
+	HeartbeatInterval time.Duration
+	// AgentReregisterTimeout is how long a disconnected agent's tasks are
+	// kept before they are marked unreachable (default 75s, Mesos' 15s ping
+	// timeout times 5).
+	AgentReregisterTimeout time.Duration
+	// Version is reported by /version and GET_VERSION.
+	Version string
+	// Registerer and Gatherer are for metrics; nil disables them.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Extra, when set, serves every path the master does not (the web UI).
+	Extra  http.Handler
+	Logger *slog.Logger
+	// OnListen, when set, is called with the bound address before serving.
+	OnListen func(addr net.Addr)
+}
+
+// Master is a running master. Create it with New and start it with Run.
+type Master struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	info    mesos.MasterInfo
+	start   time.Time
+
+	// trigger asks the allocation loop for an early cycle.
+	trigger chan struct{}
+
+	mu         sync.Mutex
+	agents     map[string]*agentRec
+	frameworks map[string]*fwRec
+	tasks      map[string]*taskRec // by task ID
+	offers     map[string]*offerRec
+	completed  []mesos.Task // ring of finished tasks, newest last
+	filters    map[[2]string]time.Time
+	opSubs     map[*conn]struct{}
+	timers     map[string]*time.Timer
+	closing    bool
+	seq        int
+}
+
+type agentRec struct {
+	info       mesos.AgentInfo
+	ip         string
+	pid        string
+	version    string
+	total      mesos.Resources
+	used       mesos.Resources // by tasks
+	offered    mesos.Resources
+	conn       *conn
+	streamID   string
+	registered time.Time
+}
+
+func (a *agentRec) available() mesos.Resources { return a.total.Minus(a.used).Minus(a.offered) }
+
+type fwRec struct {
+	info       mesos.FrameworkInfo
+	conn       *conn
+	streamID   string
+	suppressed bool
+	allocated  mesos.Resources
+	offered    mesos.Resources
+	registered time.Time
+	recovered  bool
+}
+
+type taskRec struct {
+	task mesos.Task
+	// framework info as at launch, needed by the agent (capabilities).
+	unacked map[string]mesos.TaskStatus // status updates not yet acked by the framework, by uuid
+}
+
+type offerRec struct {
+	offer   mesos.Offer
+	created time.Time
+}
+
+const (
+	keyFrameworks = "master/frameworks/"
+	keyAgents     = "master/agents/"
+	maxCompleted  = 1000
+	maxStatuses   = 10
+	maxBody       = 4 << 20
+)
+
+// New validates cfg and returns a master ready to Run.
+func New(cfg Config) (*Master, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("master: config: Store is required")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:5050"
+	}
+	if cfg.AllocationInterval <= 0 {
+		cfg.AllocationInterval = time.Second
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 15 * time.Second
+	}
+	if cfg.AgentReregisterTimeout <= 0 {
+		cfg.AgentReregisterTimeout = 75 * time.Second
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	m := &Master{
+		cfg:        cfg,
+		log:        log.With("component", "master"),
+		start:      time.Now(),
+		trigger:    make(chan struct{}, 1),
+		agents:     map[string]*agentRec{},
+		frameworks: map[string]*fwRec{},
+		tasks:      map[string]*taskRec{},
+		offers:     map[string]*offerRec{},
+		filters:    map[[2]string]time.Time{},
+		opSubs:     map[*conn]struct{}{},
+		timers:     map[string]*time.Timer{},
+	}
+	m.metrics = newMetrics(cfg.Registerer, m)
+	return m, nil
+}
+
+// Run serves the master's APIs until ctx is done, then closes every stream
+// and returns nil. It fails if the address cannot be bound or the registry
+// cannot be read.
+func Run(ctx context.Context, cfg Config) error {
+	m, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return m.Run(ctx)
+}
+
+// Run serves until ctx is done.
+func (m *Master) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", m.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("master: listen: %w", err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	m.setInfo(addr)
+	if err := m.recover(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	if m.cfg.OnListen != nil {
+		m.cfg.OnListen(addr)
+	}
+	srv := &http.Server{
+		Handler:           m.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	m.log.Info("master listening", "addr", addr.String(), "id", m.info.ID)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("master: serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { m.allocationLoop(gctx); return nil })
+	g.Go(func() error {
+		<-gctx.Done()
+		m.shutdown()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+func (m *Master) setInfo(addr *net.TCPAddr) {
+	ip := m.cfg.IP
+	if ip == "" {
+		ip = addr.IP.String()
+		if addr.IP.IsUnspecified() {
+			ip = "127.0.0.1"
+		}
+	}
+	host := m.cfg.Hostname
+	if host == "" {
+		host = ip
+	}
+	id := newUUID()
+	m.info = mesos.MasterInfo{
+		ID:       id,
+		IP:       mesos.IPv4ToUint32(net.ParseIP(ip)),
+		Port:     addr.Port,
+		PID:      "master@" + net.JoinHostPort(ip, strconv.Itoa(addr.Port)),
+		Hostname: host,
+		Version:  m.cfg.Version,
+		Address:  &mesos.Address{Hostname: host, IP: ip, Port: addr.Port},
+	}
+}
+
+// Info returns the master's MasterInfo.
+func (m *Master) Info() mesos.MasterInfo { return m.info }
+
+// shutdown closes every stream and stops every timer.
+func (m *Master) shutdown() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closing = true
+	for _, t := range m.timers {
+		t.Stop()
+	}
+	for _, a := range m.agents {
+		a.conn.close()
+	}
+	for _, f := range m.frameworks {
+		f.conn.close()
+	}
+	for c := range m.opSubs {
+		c.close()
+	}
+}
+
+// recover loads framework and agent registrations from the store. Their
+// streams are disconnected until they re-subscribe; frameworks keep their
+// IDs and agents may re-register with theirs.
+func (m *Master) recover(ctx context.Context) error {
+	fws, err := m.cfg.Store.List(ctx, keyFrameworks)
+	if err != nil {
+		return fmt.Errorf("master: recover frameworks: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for key, v := range fws {
+		var info mesos.FrameworkInfo
+		if err := json.Unmarshal(v, &info); err != nil || info.ID == nil {
+			m.log.Warn("skipping unreadable framework record", "key", key, "err", err)
+			continue
+		}
+		m.frameworks[info.ID.Value] = &fwRec{info: info, recovered: true, registered: time.Now()}
+		m.armFailover(info.ID.Value)
+	}
+	if len(fws) > 0 {
+		m.log.Info("recovered registry", "frameworks", len(m.frameworks))
+	}
+	return nil
+}
+
+// persist writes v under key; failures are logged (the in-memory state
+// stays authoritative for this run).
+func (m *Master) persist(key string, v any) {
+	b, err := json.Marshal(v)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = m.cfg.Store.Put(ctx, key, b)
+		cancel()
+	}
+	if err != nil {
+		m.log.Error("registry write failed", "key", key, "err", err)
+	}
+}
+
+func (m *Master) unpersist(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.cfg.Store.Delete(ctx, key); err != nil {
+		m.log.Error("registry delete failed", "key", key, "err", err)
+	}
+}
+
+// kick asks for an allocation cycle soon.
+func (m *Master) kick() {
+	select {
+	case m.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// armTimer runs fn under the lock after d, replacing any timer of the same
+// name. Timers are stopped at shutdown.
+func (m *Master) armTimer(name string, d time.Duration, fn func()) {
+	if t, ok := m.timers[name]; ok {
+		t.Stop()
+	}
+	m.timers[name] = time.AfterFunc(d, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.closing {
+			return
+		}
+		delete(m.timers, name)
+		fn()
+	})
+}
+
+func (m *Master) disarmTimer(name string) {
+	if t, ok := m.timers[name]; ok {
+		t.Stop()
+		delete(m.timers, name)
+	}
+}
+
+func nowSeconds() float64 { return float64(time.Now().UnixNano()) / 1e9 }
+
+func timeSince(t time.Time) float64 { return time.Since(t).Seconds() }
