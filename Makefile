@@ -1,0 +1,28 @@
+# Keel's build and test entry points. `make test` is what CI runs.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: all build test test-deps vet dev clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/keel ./cmd/keel
+
+# test installs missing test tools (dig, curl, ...), then vets and runs
+# every test, end-to-end included, with the race detector.
+test: test-deps vet
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+test-deps:
+	./scripts/test-deps.sh
+
+vet:
+	$(GO) vet ./...
+
+dev:
+	$(GO) run ./cmd/keel dev
+
+clean:
+	rm -rf bin

@@ -1,0 +1,82 @@
+package discovery
+
+import (
+	"testing"
+
+	"github.com/keelhq/keel/api/mesos"
+)
+
+func TestModel(t *testing.T) {
+	yes := true
+	task := mesos.Task{Name: "web.prod", TaskID: mesos.ID{Value: "prod_web.1"}, FrameworkID: mesos.ID{Value: "fw"},
+		AgentID: mesos.ID{Value: "ag"}, State: mesos.TaskStaging,
+		Labels:      &mesos.Labels{Labels: []mesos.Label{{Key: mesos.LabelAppID, Value: "/prod/web"}, {Key: "HAPROXY_0_VHOST", Value: "w.example.com"}}},
+		HealthCheck: &mesos.HealthCheck{Type: "HTTP"},
+		Discovery: &mesos.DiscoveryInfo{Ports: &mesos.Ports{Ports: []mesos.Port{
+			{Number: 31001, Protocol: "TCP", Labels: &mesos.Labels{Labels: []mesos.Label{{Key: mesos.LabelServicePort, Value: "10001"}}}},
+			{Number: 31002, Protocol: "udp"}}}}}
+	m := newModel()
+	m.apply(mesos.OperatorEvent{Type: mesos.OpEventSubscribed, Subscribed: &mesos.OpSubscribed{
+		MasterInfo: &mesos.MasterInfo{ID: "m", IP: mesos.IPv4ToUint32([]byte{10, 0, 0, 1}), Port: 5050, Hostname: "n1"},
+		GetState: mesos.GetState{
+			GetAgents:     mesos.GetAgents{Agents: []mesos.AgentState{{AgentInfo: mesos.AgentInfo{ID: mesos.NewID("ag"), Hostname: "n2"}, PID: mesos.AgentPID("10.0.0.2", 5051)}}},
+			GetFrameworks: mesos.GetFrameworks{Frameworks: []mesos.FrameworkState{{FrameworkInfo: mesos.FrameworkInfo{ID: mesos.NewID("fw"), Name: "marathon"}}}},
+			GetTasks:      mesos.GetTasks{Tasks: []mesos.Task{task}},
+		}}})
+	s := m.build(1)
+	if s.Leader.IP != "10.0.0.1" || s.Leader.Port != 5050 {
+		t.Fatalf("leader: %+v", s.Leader)
+	}
+	if len(s.Tasks) != 1 {
+		t.Fatalf("tasks: %+v", s.Tasks)
+	}
+	got := s.Tasks[0]
+	if got.AgentIP != "10.0.0.2" || got.AgentHostname != "n2" || got.FrameworkName != "marathon" || got.AppID != "/prod/web" ||
+		got.Ports[0].ServicePort != 10001 || got.Ports[0].Protocol != "tcp" || got.Ports[1].Protocol != "udp" || !got.HasHealthCheck {
+		t.Fatalf("task: %+v", got)
+	}
+	if got.Routable(true) {
+		t.Fatal("staging task is routable")
+	}
+
+	// RUNNING with a container IP and a healthy check: routable.
+	m.apply(mesos.OperatorEvent{Type: mesos.OpEventTaskUpdated, TaskUpdated: &mesos.TaskUpdated{State: mesos.TaskRunning,
+		Status: mesos.TaskStatus{TaskID: task.TaskID, State: mesos.TaskRunning, Healthy: &yes, Timestamp: 1000,
+			ContainerStatus: &mesos.ContainerStatus{NetworkInfos: []mesos.NetworkInfo{{IPAddresses: []mesos.IPAddress{{IPAddress: "172.17.0.5"}}}}}}}})
+	s2 := m.build(2)
+	if got := s2.Tasks[0]; !got.Routable(true) || len(got.IPs) != 1 || got.IPs[0] != "172.17.0.5" || got.StartedAt.Unix() != 1000 {
+		t.Fatalf("running: %+v", got)
+	}
+	// The earlier snapshot is untouched.
+	if s.Tasks[0].State != mesos.TaskStaging || s.Generation != 1 {
+		t.Fatal("published snapshot was mutated")
+	}
+	// KILLING leaves the routes at once; a terminal state removes the task.
+	m.apply(mesos.OperatorEvent{Type: mesos.OpEventTaskUpdated, TaskUpdated: &mesos.TaskUpdated{State: mesos.TaskKilling,
+		Status: mesos.TaskStatus{TaskID: task.TaskID, State: mesos.TaskKilling}}})
+	if m.build(3).Tasks[0].Routable(false) {
+		t.Fatal("killing task routable")
+	}
+	m.apply(mesos.OperatorEvent{Type: mesos.OpEventTaskUpdated, TaskUpdated: &mesos.TaskUpdated{State: mesos.TaskKilled,
+		Status: mesos.TaskStatus{TaskID: task.TaskID, State: mesos.TaskKilled}}})
+	if n := len(m.build(4).Tasks); n != 0 {
+		t.Fatalf("killed task still there: %d", n)
+	}
+	// Updates for unknown tasks change nothing.
+	if m.apply(mesos.OperatorEvent{Type: mesos.OpEventTaskUpdated, TaskUpdated: &mesos.TaskUpdated{State: mesos.TaskRunning,
+		Status: mesos.TaskStatus{TaskID: mesos.ID{Value: "ghost"}}}}) {
+		t.Fatal("unknown task update reported a change")
+	}
+	m.apply(mesos.OperatorEvent{Type: mesos.OpEventAgentRemoved, AgentRemoved: &mesos.AgentRemoved{AgentID: mesos.ID{Value: "ag"}}})
+	if len(m.build(5).Agents) != 0 {
+		t.Fatal("agent not removed")
+	}
+}
+
+func TestParsePort(t *testing.T) {
+	for in, want := range map[string]uint32{"10001": 10001, "": 0, "x1": 0, "70000": 0, "65535": 65535} {
+		if got := parsePort(in); got != want {
+			t.Errorf("parsePort(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
