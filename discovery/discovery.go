@@ -21,7 +21,11 @@ type Config struct {
 	Master string
 	// Idle is how long the stream may stay silent (heartbeats included)
 	// before it is considered broken (default 45s: three Mesos heartbeats).
-	Idle       time.Duration
+	Idle time.Duration
+	// StateFile, when set, is where the last state is saved (at most once a
+	// second) and loaded from at start, so a gateway restarted while no
+	// master is reachable serves what it knew.
+	StateFile  string
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -96,12 +100,26 @@ func (d *Discovery) Current() *snapshot.Snapshot { return d.current.Load() }
 // Run follows the master until ctx is done and returns nil.
 func (d *Discovery) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	if d.cfg.StateFile != "" {
+		ok, err := d.load(d.cfg.StateFile)
+		if err != nil {
+			d.log.Warn("ignoring unreadable saved state", "err", err)
+		} else if ok {
+			d.log.Info("serving saved state until the master answers", "file", d.cfg.StateFile)
+			d.markDirty()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.persistLoop(ctx, d.cfg.StateFile, time.Second)
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		d.publishLoop(ctx)
 	}()
-	defer wg.Wait()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		start := time.Now()
@@ -140,10 +158,14 @@ func (d *Discovery) handle(ev mesos.OperatorEvent) {
 		d.log.Info("subscribed to master events", "master", d.cfg.Master)
 	}
 	if changed {
-		select {
-		case d.dirty <- struct{}{}:
-		default:
-		}
+		d.markDirty()
+	}
+}
+
+func (d *Discovery) markDirty() {
+	select {
+	case d.dirty <- struct{}{}:
+	default:
 	}
 }
 

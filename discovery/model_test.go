@@ -80,3 +80,35 @@ func TestParsePort(t *testing.T) {
 		}
 	}
 }
+
+func TestSaveLoad(t *testing.T) {
+	yes := true
+	path := t.TempDir() + "/state.json"
+	d := New(Config{Master: "http://127.0.0.1:1"})
+	d.handle(mesos.OperatorEvent{Type: mesos.OpEventSubscribed, Subscribed: &mesos.OpSubscribed{
+		MasterInfo: &mesos.MasterInfo{ID: "m", Address: &mesos.Address{IP: "10.0.0.1"}, Port: 5050},
+		GetState: mesos.GetState{
+			GetAgents: mesos.GetAgents{Agents: []mesos.AgentState{{AgentInfo: mesos.AgentInfo{ID: mesos.NewID("ag"), Hostname: "n2"}, PID: mesos.AgentPID("10.0.0.2", 5051)}}},
+			GetTasks: mesos.GetTasks{Tasks: []mesos.Task{{Name: "web", TaskID: mesos.ID{Value: "t1"}, AgentID: mesos.ID{Value: "ag"},
+				State: mesos.TaskRunning, Statuses: []mesos.TaskStatus{{State: mesos.TaskRunning, Timestamp: 50, Healthy: &yes,
+					ContainerStatus: &mesos.ContainerStatus{NetworkInfos: []mesos.NetworkInfo{{IPAddresses: []mesos.IPAddress{{IPAddress: "172.17.0.9"}}}}}}}}}},
+		}}})
+	if err := d.save(path); err != nil {
+		t.Fatal(err)
+	}
+	d2 := New(Config{Master: "http://127.0.0.1:1"})
+	if ok, err := d2.load(path); !ok || err != nil {
+		t.Fatalf("load: %v %v", ok, err)
+	}
+	d.mu.Lock()
+	want := d.model.build(1)
+	d.mu.Unlock()
+	got := d2.model.build(1)
+	if len(got.Tasks) != 1 || got.Tasks[0].IPs[0] != "172.17.0.9" || *got.Tasks[0].Healthy != true || got.Tasks[0].AgentIP != "10.0.0.2" ||
+		got.Tasks[0].StartedAt.Unix() != 50 || got.Leader.IP != want.Leader.IP {
+		t.Fatalf("loaded %+v, want %+v", got.Tasks, want.Tasks)
+	}
+	if ok, err := New(Config{}).load(t.TempDir() + "/missing"); ok || err != nil {
+		t.Fatalf("missing file: %v %v", ok, err)
+	}
+}
