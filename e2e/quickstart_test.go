@@ -85,6 +85,9 @@ func TestQuickstart(t *testing.T) {
 		return nil
 	})
 
+	checkMetrics(t, d, "keel_dns_queries_total", "keel_proxy_requests_total", "keel_master_tasks_launched_total",
+		"keel_agent_tasks_launched_total", "keel_gateway_events_total", "keel_master_tasks")
+
 	// Scale to 3: three SRV records, requests spread over all three.
 	if _, err := d.marathon("PUT", "/v2/apps/hello", map[string]any{"instances": 3}, http.StatusOK); err != nil {
 		t.Fatal(err)

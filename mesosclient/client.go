@@ -70,18 +70,23 @@ func post(ctx context.Context, hc *http.Client, url string, body any, hdr http.H
 	return resp, nil
 }
 
-// stream reads RecordIO records of JSON from body into fn until the body
+// Stream reads RecordIO records of JSON from body into fn until the body
 // ends, ctx is done, or no record (heartbeats included) arrives within
-// idle. It returns nil only when ctx is done.
-func stream[T any](ctx context.Context, body io.ReadCloser, idle time.Duration, fn func(T)) error {
+// idle. It returns nil only when ctx is done. It closes body. Other
+// RecordIO streams of JSON (Keel's agent protocol) use it too.
+func Stream[T any](ctx context.Context, body io.ReadCloser, idle time.Duration, fn func(T)) error {
 	defer body.Close()
 	var (
 		mu       sync.Mutex
 		deadline = time.Now().Add(idle)
 	)
 	stop := make(chan struct{})
-	defer close(stop)
 	watchdog := make(chan struct{})
+	// Stop the watchdog, then wait for it (in that order).
+	defer func() {
+		close(stop)
+		<-watchdog
+	}()
 	go func() {
 		defer close(watchdog)
 		t := time.NewTicker(idle / 4)
@@ -104,7 +109,6 @@ func stream[T any](ctx context.Context, body io.ReadCloser, idle time.Duration, 
 			}
 		}
 	}()
-	defer func() { <-watchdog }()
 	rd := recordio.NewReader(body, maxRecord)
 	for {
 		rec, err := rd.Next()

@@ -48,5 +48,5 @@ func (o *Operator) Subscribe(ctx context.Context, idle time.Duration, handle fun
 	if err != nil {
 		return err
 	}
-	return stream(ctx, resp.Body, idle, handle)
+	return Stream(ctx, resp.Body, idle, handle)
 }

@@ -49,7 +49,7 @@ func (s *Scheduler) Subscribe(ctx context.Context, info mesos.FrameworkInfo, han
 		s.mu.Unlock()
 	}()
 	idle := 45 * time.Second
-	err = stream(ctx, resp.Body, idle, func(ev mesos.Event) {
+	err = Stream(ctx, resp.Body, idle, func(ev mesos.Event) {
 		if ev.Type == mesos.EventSubscribed && ev.Subscribed != nil {
 			s.mu.Lock()
 			s.frameworkID = ev.Subscribed.FrameworkID.Value

@@ -1,0 +1,389 @@
+package agentd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keelhq/keel/api/agent"
+	"github.com/keelhq/keel/api/mesos"
+	"github.com/keelhq/keel/mesosclient"
+)
+
+// Config configures an agent.
+type Config struct {
+	// Master is the master's base URL, e.g. "http://127.0.0.1:5050".
+	Master string
+	// WorkDir holds the sandboxes (WorkDir/sandboxes/<framework>/<task>/<run>/).
+	WorkDir string
+	// Hostname is reported to the master (default os.Hostname()).
+	Hostname string
+	// IP is where tasks on this agent are reachable (default 127.0.0.1).
+	IP string
+	// Listen is the agent's own HTTP address; "" runs no HTTP server.
+	Listen string
+	// Resources to offer; nil detects them (DetectResources).
+	Resources  mesos.Resources
+	Attributes []mesos.Attribute
+	// UpdateRetry is how long an unacknowledged update waits before it is
+	// sent again (default 2s).
+	UpdateRetry time.Duration
+	// KillGrace is the SIGTERM-to-SIGKILL time for tasks without a kill
+	// policy (default 3s).
+	KillGrace  time.Duration
+	Registerer prometheus.Registerer
+	// Gatherer, when set, is served on /metrics.
+	Gatherer prometheus.Gatherer
+	Logger   *slog.Logger
+	// Version is reported to the master.
+	Version string
+}
+
+// Agent is a running agent.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	hc      *http.Client
+	metrics *metrics
+	updates *updateManager
+	port    int
+
+	// agentID mirrors id for readers that cannot take mu.
+	agentID atomic.Pointer[string]
+
+	mu       sync.Mutex
+	id       string
+	streamID string
+	tasks    map[string]*task // live tasks by ID
+	wg       sync.WaitGroup   // task process waiters
+}
+
+// Run runs an agent until ctx is done; see New and (*Agent).Run.
+func Run(ctx context.Context, cfg Config) error {
+	a, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// New validates cfg and prepares the work dir.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Master == "" {
+		return nil, errors.New("agentd: config: Master is required")
+	}
+	if cfg.WorkDir == "" {
+		return nil, errors.New("agentd: config: WorkDir is required")
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("agentd: work dir: %w", err)
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname, _ = os.Hostname()
+	}
+	if cfg.IP == "" {
+		cfg.IP = "127.0.0.1"
+	}
+	if cfg.Resources == nil {
+		cfg.Resources = DetectResources(cfg.WorkDir)
+	}
+	cfg.Resources = cfg.Resources.Normalize()
+	if cfg.UpdateRetry <= 0 {
+		cfg.UpdateRetry = 2 * time.Second
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = 3 * time.Second
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &Agent{
+		cfg: cfg, log: log.With("component", "agent"), metrics: newMetrics(cfg.Registerer), tasks: map[string]*task{},
+		hc: &http.Client{Transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			ResponseHeaderTimeout: 10 * time.Second,
+			MaxIdleConnsPerHost:   4,
+		}},
+		port: 5051,
+	}
+	if cfg.Listen != "" {
+		if _, p, err := net.SplitHostPort(cfg.Listen); err == nil {
+			a.port, _ = strconv.Atoi(p)
+		}
+	}
+	a.updates = newUpdateManager(cfg.UpdateRetry, a.metrics)
+	if err := becomeSubreaper(); err != nil {
+		a.log.Warn("cannot become child subreaper; orphans of tasks are left to PID 1", "err", err)
+	}
+	return a, nil
+}
+
+// Run serves until ctx is done. On the way out it kills every task it
+// started and tries for up to 2s to deliver their final updates.
+func (a *Agent) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	var ln net.Listener
+	if a.cfg.Listen != "" {
+		var err error
+		if ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
+			return fmt.Errorf("agentd: listen: %w", err)
+		}
+		srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("agentd: serve: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	// The master connection outlives ctx: on the way out the agent kills
+	// its tasks and delivers their final updates before it disconnects.
+	connCtx, stopConn := context.WithCancel(context.Background())
+	sendDone := make(chan struct{})
+	go func() {
+		defer close(sendDone)
+		a.sendLoop(connCtx)
+	}()
+	g.Go(func() error { a.connectLoop(connCtx); return nil })
+	g.Go(func() error {
+		<-gctx.Done()
+		a.killAll()
+		a.wg.Wait()
+		flush, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if a.connected() {
+			a.updates.waitEmpty(flush)
+		}
+		cancel()
+		stopConn()
+		return nil
+	})
+	err := g.Wait()
+	<-sendDone
+	a.log.Info("agent stopped")
+	return err
+}
+
+func (a *Agent) connected() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.streamID != ""
+}
+
+// connectLoop keeps a subscription to the master, reconnecting with
+// jittered exponential backoff.
+func (a *Agent) connectLoop(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := a.subscribe(ctx)
+		a.metrics.connected.Set(0)
+		a.mu.Lock()
+		a.streamID = ""
+		a.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		a.log.Warn("master connection lost", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff + rand.N(backoff/2+1)):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (a *Agent) subscribe(ctx context.Context) error {
+	a.mu.Lock()
+	info := mesos.AgentInfo{Hostname: a.cfg.Hostname, Port: a.port, Resources: a.cfg.Resources, Attributes: a.cfg.Attributes}
+	if a.id != "" {
+		info.ID = mesos.NewID(a.id)
+	}
+	var running []mesos.Task
+	for _, t := range a.tasks {
+		running = append(running, t.mesosTask(a.id))
+	}
+	a.mu.Unlock()
+	body, _ := json.Marshal(agent.Call{Type: agent.CallSubscribe, Subscribe: &agent.Subscribe{
+		AgentInfo: info, IP: a.cfg.IP, Version: a.cfg.Version, Tasks: running}})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.Master+agent.Path, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("agentd: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("agentd: subscribe: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		return fmt.Errorf("agentd: subscribe: master answered %d: %s", resp.StatusCode, msg)
+	}
+	stream := resp.Header.Get(agent.StreamIDHeader)
+	idle := 45 * time.Second
+	return mesosclient.Stream(ctx, resp.Body, idle, func(ev agent.Event) { a.handle(ctx, stream, ev) })
+}
+
+func (a *Agent) handle(ctx context.Context, stream string, ev agent.Event) {
+	switch ev.Type {
+	case agent.EventSubscribed:
+		if ev.Subscribed == nil {
+			return
+		}
+		a.mu.Lock()
+		first := a.id == ""
+		a.id, a.streamID = ev.Subscribed.AgentID.Value, stream
+		a.mu.Unlock()
+		id := ev.Subscribed.AgentID.Value
+		a.agentID.Store(&id)
+		a.metrics.connected.Set(1)
+		a.log.Info("registered with master", "agent_id", a.id, "master", a.cfg.Master, "first", first, "resources", a.cfg.Resources.String())
+		a.updates.resendAll()
+	case agent.EventLaunch:
+		if ev.Launch != nil {
+			a.launch(ctx, ev.Launch)
+		}
+	case agent.EventKill:
+		if ev.Kill != nil {
+			a.kill(ev.Kill)
+		}
+	case agent.EventAcknowledged:
+		if ev.Acknowledged != nil {
+			a.updates.ack(ev.Acknowledged.TaskID.Value, ev.Acknowledged.UUID)
+		}
+	case agent.EventError:
+		if ev.Error != nil {
+			a.log.Warn("master reported an error", "message", ev.Error.Message)
+		}
+	}
+}
+
+// post sends one UPDATE call; false means it should be retried.
+func (a *Agent) post(ctx context.Context, fid mesos.ID, st mesos.TaskStatus) bool {
+	a.mu.Lock()
+	id, stream := a.id, a.streamID
+	a.mu.Unlock()
+	if stream == "" {
+		return false
+	}
+	body, _ := json.Marshal(agent.Call{Type: agent.CallUpdate, AgentID: mesos.NewID(id), Update: &agent.Update{FrameworkID: fid, Status: st}})
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.Master+agent.Path, bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(agent.StreamIDHeader, stream)
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return false
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	a.metrics.updatesSent.Inc()
+	return resp.StatusCode == http.StatusAccepted
+}
+
+// sendLoop delivers the head of every task's update queue, again and
+// again until acknowledged.
+func (a *Agent) sendLoop(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		for _, u := range a.updates.due(time.Now()) {
+			if !a.post(ctx, u.fid, u.status) {
+				a.updates.failed(u.status.TaskID.Value)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.updates.wake:
+		}
+	}
+}
+
+// status records a new status for t and queues it for the master. The
+// caller holds mu when t is shared (in a.tasks).
+func (a *Agent) status(t *task, state mesos.TaskState, reason, msg string) {
+	src := mesos.SourceExecutor
+	if state == mesos.TaskError || reason == mesos.ReasonContainerLaunchFailed || reason == mesos.ReasonTaskInvalid {
+		src = mesos.SourceAgent
+	}
+	aid := ""
+	if p := a.agentID.Load(); p != nil {
+		aid = *p
+	}
+	st := mesos.TaskStatus{TaskID: t.info.TaskID, State: state, Reason: reason, Message: msg, Source: src,
+		AgentID: mesos.NewID(aid), Timestamp: float64(time.Now().UnixNano()) / 1e9, UUID: newUUID()}
+	if state == mesos.TaskRunning && t.pid > 0 {
+		st.ContainerStatus = &mesos.ContainerStatus{ExecutorPID: t.pid}
+	}
+	t.state = state
+	a.updates.push(t.fid, st)
+}
+
+func newUUID() []byte {
+	b := make([]byte, 16)
+	for i := range b {
+		b[i] = byte(rand.Uint32())
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return b
+}
+
+// handler serves the agent's HTTP endpoints.
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("OK")) })
+	mux.HandleFunc("GET /state", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		st := map[string]any{"id": a.id, "hostname": a.cfg.Hostname, "master": a.cfg.Master, "version": a.cfg.Version,
+			"resources": a.cfg.Resources, "attributes": a.cfg.Attributes}
+		var tasks []mesos.Task
+		for _, t := range a.tasks {
+			tasks = append(tasks, t.mesosTask(a.id))
+		}
+		a.mu.Unlock()
+		st["tasks"] = tasks
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(st)
+	})
+	if a.cfg.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(a.cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	return mux
+}

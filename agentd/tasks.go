@@ -1,0 +1,263 @@
+package agentd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/keelhq/keel/api/agent"
+	"github.com/keelhq/keel/api/mesos"
+)
+
+// task is a task this agent runs.
+type task struct {
+	info    mesos.TaskInfo
+	fid     mesos.ID
+	fwInfo  mesos.FrameworkInfo
+	state   mesos.TaskState
+	sandbox string
+	pid     int
+	killing bool
+	done    chan struct{} // closed when the process is reaped
+}
+
+func (t *task) mesosTask(agentID string) mesos.Task {
+	return mesos.Task{Name: t.info.Name, TaskID: t.info.TaskID, FrameworkID: t.fid, AgentID: mesos.ID{Value: agentID},
+		State: t.state, Resources: t.info.Resources, Labels: t.info.Labels, Discovery: t.info.Discovery,
+		Container: t.info.Container, HealthCheck: t.info.HealthCheck, KillPolicy: t.info.KillPolicy}
+}
+
+// used returns the resources of live tasks. Caller holds mu.
+func (a *Agent) used() mesos.Resources {
+	var u mesos.Resources
+	for _, t := range a.tasks {
+		u = append(u, t.info.Resources...)
+	}
+	return u.Normalize()
+}
+
+// launch validates and starts a task.
+func (a *Agent) launch(ctx context.Context, l *agent.Launch) {
+	t := &task{info: l.Task, fid: l.FrameworkID, fwInfo: l.FrameworkInfo, state: mesos.TaskStaging, done: make(chan struct{})}
+	a.mu.Lock()
+	_, dup := a.tasks[t.info.TaskID.Value]
+	free := a.cfg.Resources.Minus(a.used())
+	a.mu.Unlock()
+	fail := func(state mesos.TaskState, reason, msg string) {
+		a.log.Warn("task refused", "task_id", t.info.TaskID.Value, "reason", reason, "message", msg)
+		a.status(t, state, reason, msg)
+	}
+	switch {
+	case dup:
+		fail(mesos.TaskError, mesos.ReasonTaskInvalid, "Task "+t.info.TaskID.Value+" is already running on this agent")
+		return
+	case !free.Contains(t.info.Resources):
+		fail(mesos.TaskError, mesos.ReasonTaskInvalid, "Task needs "+t.info.Resources.String()+" but the agent has "+free.String()+" free")
+		return
+	case t.info.Container != nil && t.info.Container.Type == "DOCKER":
+		fail(mesos.TaskFailed, mesos.ReasonContainerLaunchFailed, "docker containerizer not enabled on this agent")
+		return
+	case t.info.Container != nil && t.info.Container.Type != "" && t.info.Container.Type != "MESOS":
+		fail(mesos.TaskFailed, mesos.ReasonContainerLaunchFailed, "unknown container type "+t.info.Container.Type)
+		return
+	case t.info.Command == nil || (t.info.Command.IsShell() && t.info.Command.Value == ""):
+		fail(mesos.TaskError, mesos.ReasonTaskInvalid, "Task has no command")
+		return
+	}
+	cmd, err := a.prepare(t)
+	if err != nil {
+		fail(mesos.TaskFailed, mesos.ReasonContainerLaunchFailed, err.Error())
+		return
+	}
+	a.mu.Lock()
+	a.tasks[t.info.TaskID.Value] = t
+	a.status(t, mesos.TaskStarting, "", "")
+	if err := cmd.Start(); err != nil {
+		delete(a.tasks, t.info.TaskID.Value)
+		a.mu.Unlock()
+		fail(mesos.TaskFailed, mesos.ReasonContainerLaunchFailed, "start: "+err.Error())
+		return
+	}
+	t.pid = cmd.Process.Pid
+	a.status(t, mesos.TaskRunning, "", "")
+	a.wg.Add(1)
+	a.mu.Unlock()
+	a.metrics.launched.Inc()
+	a.metrics.running.Inc()
+	a.log.Info("task running", "task_id", t.info.TaskID.Value, "pid", t.pid, "sandbox", t.sandbox)
+	go a.wait(t, cmd)
+}
+
+// prepare creates the sandbox and the command of a process task.
+func (a *Agent) prepare(t *task) (*exec.Cmd, error) {
+	run := fmt.Sprintf("%d", time.Now().UnixNano())
+	t.sandbox = filepath.Join(a.cfg.WorkDir, "sandboxes", safeName(t.fid.Value), safeName(t.info.TaskID.Value), run)
+	if err := os.MkdirAll(t.sandbox, 0o755); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	stdout, err := os.Create(filepath.Join(t.sandbox, "stdout"))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	stderr, err := os.Create(filepath.Join(t.sandbox, "stderr"))
+	if err != nil {
+		stdout.Close()
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	c := t.info.Command
+	var cmd *exec.Cmd
+	if c.IsShell() {
+		cmd = exec.Command("/bin/sh", "-c", c.Value)
+	} else {
+		if c.Value == "" {
+			stdout.Close()
+			stderr.Close()
+			return nil, fmt.Errorf("command has no executable")
+		}
+		cmd = exec.Command(c.Value, c.Arguments...)
+		if len(c.Arguments) > 0 {
+			cmd.Args = c.Arguments // Mesos: arguments include argv[0]
+		}
+	}
+	cmd.Dir = t.sandbox
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	a.mu.Lock()
+	aid := a.id
+	a.mu.Unlock()
+	env := append(os.Environ(),
+		"MESOS_SANDBOX="+t.sandbox, "MESOS_DIRECTORY="+t.sandbox,
+		"MESOS_TASK_ID="+t.info.TaskID.Value, "MESOS_FRAMEWORK_ID="+t.fid.Value,
+		"MESOS_AGENT_ID="+aid, "HOST="+a.cfg.Hostname)
+	if a.cfg.Listen != "" {
+		env = append(env, "MESOS_AGENT_ENDPOINT="+a.cfg.Listen)
+	}
+	if c.Environment != nil {
+		for _, v := range c.Environment.Variables {
+			env = append(env, v.Name+"="+v.Value)
+		}
+	}
+	cmd.Env = env
+	return cmd, nil
+}
+
+// wait reaps the process and reports how it ended.
+func (a *Agent) wait(t *task, cmd *exec.Cmd) {
+	defer a.wg.Done()
+	err := cmd.Wait()
+	cmd.Stdout.(*os.File).Close()
+	cmd.Stderr.(*os.File).Close()
+	a.metrics.running.Dec()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	close(t.done)
+	delete(a.tasks, t.info.TaskID.Value)
+	state, reason, msg := mesos.TaskFinished, "", "Command exited with status 0"
+	if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+		switch {
+		case t.killing:
+			state, reason, msg = mesos.TaskKilled, "", "Command terminated after kill"
+		case st.Signaled():
+			state, reason, msg = mesos.TaskFailed, mesos.ReasonCommandExecutorFailed, "Command terminated with signal "+st.Signal().String()
+		case st.ExitStatus() != 0:
+			state, reason, msg = mesos.TaskFailed, mesos.ReasonCommandExecutorFailed, fmt.Sprintf("Command exited with status %d", st.ExitStatus())
+		}
+	} else if err != nil {
+		state, reason, msg = mesos.TaskFailed, mesos.ReasonCommandExecutorFailed, err.Error()
+	}
+	// Leftovers of the process group (children of a shell) go with it,
+	// and are reaped here: the agent is their subreaper.
+	reapGroup(t.pid)
+	a.metrics.terminations.WithLabelValues(string(state)).Inc()
+	a.log.Info("task ended", "task_id", t.info.TaskID.Value, "state", state, "message", msg)
+	a.status(t, state, reason, msg)
+}
+
+// kill stops a task: TASK_KILLING (when the framework understands it),
+// SIGTERM to the process group, SIGKILL after the grace period.
+func (a *Agent) kill(k *agent.Kill) {
+	a.mu.Lock()
+	t, ok := a.tasks[k.TaskID.Value]
+	if !ok {
+		a.mu.Unlock()
+		a.status(&task{info: mesos.TaskInfo{TaskID: k.TaskID}, fid: k.FrameworkID}, mesos.TaskLost, mesos.ReasonTaskUnknown, "Task is not running on this agent")
+		return
+	}
+	if t.killing {
+		a.mu.Unlock()
+		return
+	}
+	t.killing = true
+	if t.fwInfo.HasCapability(mesos.CapabilityTaskKillingState) {
+		a.status(t, mesos.TaskKilling, "", "")
+	}
+	a.mu.Unlock()
+	grace := a.cfg.KillGrace
+	if kp := t.info.KillPolicy; kp != nil && kp.GracePeriod != nil {
+		grace = time.Duration(kp.GracePeriod.Nanoseconds)
+	}
+	if kp := k.KillPolicy; kp != nil && kp.GracePeriod != nil {
+		grace = time.Duration(kp.GracePeriod.Nanoseconds)
+	}
+	a.log.Info("killing task", "task_id", t.info.TaskID.Value, "grace", grace)
+	a.terminate(t, grace)
+}
+
+// terminate signals t's process group and escalates after grace. It does
+// not wait.
+func (a *Agent) terminate(t *task, grace time.Duration) {
+	_ = syscall.Kill(-t.pid, syscall.SIGTERM)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		select {
+		case <-t.done:
+		case <-time.After(grace):
+			_ = syscall.Kill(-t.pid, syscall.SIGKILL)
+		}
+	}()
+}
+
+// killAll kills every live task (agent shutdown) with at most 3s grace.
+func (a *Agent) killAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, t := range a.tasks {
+		if !t.killing {
+			t.killing = true
+			a.terminate(t, min(a.cfg.KillGrace, 3*time.Second))
+		}
+	}
+}
+
+// safeName keeps an ID usable as one path element.
+func safeName(s string) string {
+	s = strings.NewReplacer("/", "_", "..", "__").Replace(s)
+	if s == "" || s == "." {
+		return "_"
+	}
+	return s
+}
+
+// reapGroup kills what is left of process group pgid and reaps it. Orphans
+// of a task are re-parented to the agent (a child subreaper, see
+// becomeSubreaper), so without this they would linger as zombies.
+func reapGroup(pgid int) {
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-pgid, &ws, syscall.WNOHANG, nil)
+		if err != nil { // ECHILD: nothing of the group is left
+			return
+		}
+		if pid == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keelhq/keel/agentd"
+	"github.com/keelhq/keel/api/mesos"
+)
+
+// agentFlags are the flags of keel agent (Mesos agent names).
+type agentFlags struct {
+	master, workDir, ip, hostname string
+	port                          int
+	resources, attributes         string
+	killGrace                     time.Duration
+}
+
+func (f *agentFlags) register(fs *flag.FlagSet, ip string) {
+	fs.StringVar(&f.ip, "ip", ip, "IP address tasks on this agent are reachable at")
+	fs.IntVar(&f.port, "port", 5051, "port of the agent's HTTP endpoints")
+	fs.StringVar(&f.hostname, "hostname", "", "hostname to report (default: the machine's)")
+	fs.StringVar(&f.resources, "resources", "", `resources to offer, e.g. "cpus:4;mem:8192;disk:10000;ports:[31000-32000]" (default: detected, ports [31000-32000])`)
+	fs.StringVar(&f.attributes, "attributes", "", `attributes, e.g. "rack:r1;zone:a"`)
+	fs.DurationVar(&f.killGrace, "executor_shutdown_grace_period", 3*time.Second, "time between SIGTERM and SIGKILL when a task has no kill policy")
+}
+
+func (f *agentFlags) config(masterURL string, reg *prometheus.Registry, log *slog.Logger) (agentd.Config, error) {
+	cfg := agentd.Config{Master: masterURL, WorkDir: f.workDir, Hostname: f.hostname, IP: f.ip,
+		Listen: hostPort(f.ip, f.port), KillGrace: f.killGrace, Registerer: reg, Gatherer: reg, Logger: log}
+	if f.port == 0 {
+		cfg.Listen = ""
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname, _ = os.Hostname()
+	}
+	if f.resources != "" {
+		rs, err := mesos.ParseResources(f.resources)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Resources = rs
+	}
+	if f.attributes != "" {
+		as, err := mesos.ParseAttributes(f.attributes)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Attributes = as
+	}
+	return cfg, nil
+}
+
+func runAgent(ctx context.Context, args []string) error {
+	var c common
+	var f agentFlags
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	c.register(fs)
+	f.register(fs, "127.0.0.1")
+	fs.StringVar(&f.master, "master", "", "master to register with (host:port)")
+	fs.StringVar(&f.workDir, "work_dir", "/var/lib/keel/agent", "directory of sandboxes and agent state")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	log, err := c.logger()
+	if err != nil {
+		return err
+	}
+	url, err := masterURL(f.master)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.config(url, newRegistry(), log)
+	if err != nil {
+		return err
+	}
+	return runAgentd(ctx, cfg)
+}
+
+func runAgentd(ctx context.Context, cfg agentd.Config) error { return agentd.Run(ctx, cfg) }

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"path/filepath"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// runDev runs master, apps framework, agent and gateway in one process,
+// with loopback addresses and state under --work_dir.
+func runDev(ctx context.Context, args []string) error {
+	var (
+		c  common
+		mf masterFlags
+		af agentFlags
+		gf gatewayFlags
+	)
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	c.register(fs)
+	mf.register(fs, "127.0.0.1")
+	gf.register(fs, true)
+	workDir := fs.String("work_dir", defaultWorkDir("dev"), "directory of all state (it survives restarts)")
+	fs.IntVar(&af.port, "agent_port", 5051, "port of the agent's HTTP endpoints")
+	fs.StringVar(&af.resources, "resources", "", `agent resources (default: detected, ports [31000-32000])`)
+	fs.StringVar(&af.attributes, "attributes", "", `agent attributes, e.g. "rack:r1"`)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	log, err := c.logger()
+	if err != nil {
+		return err
+	}
+	mf.workDir = filepath.Join(*workDir, "master")
+	af.workDir = filepath.Join(*workDir, "agent")
+	gf.workDir = filepath.Join(*workDir, "gateway")
+	af.ip, af.hostname = mf.ip, mf.hostname
+	if af.hostname == "" {
+		af.hostname = "localhost"
+	}
+	masterAddr := hostPort(mf.ip, mf.port)
+	url := "http://" + masterAddr
+	reg := newRegistry()
+	acfg, err := af.config(url, reg, log)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if err := startMaster(gctx, g, mf, reg, log); err != nil {
+		return err
+	}
+	g.Go(func() error { return runAgentd(gctx, acfg) })
+	if err := startGateway(gctx, g, gf, url, reg, log); err != nil {
+		return err
+	}
+	fmt.Printf(`keel dev %s: state in %s
+  Mesos API     %s
+  Marathon API  http://%s
+  DNS           %s  (dig @%s -p %s leader.%s)
+  HTTP proxy    http://%s
+  Admin         http://%s/metrics  /v1/routes  /v1/enumerate
+Stop with Ctrl-C.
+`, version, *workDir, url, hostPort(mf.appsIP, mf.appsPort), gf.dnsAddr, host(gf.dnsAddr), port(gf.dnsAddr), gf.domain, gf.httpAddr, gf.adminAddr)
+	err = g.Wait()
+	log.Info("keel dev stopped")
+	return err
+}
+
+func host(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }
+func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keelhq/keel/discovery"
+	"github.com/keelhq/keel/dns"
+	"github.com/keelhq/keel/proxy"
+)
+
+// gatewayFlags are the flags of keel gateway (Mesos-DNS and marathon-lb
+// names where they exist).
+type gatewayFlags struct {
+	master                       string
+	dnsAddr, httpAddr, adminAddr string
+	domain, group, serviceBind   string
+	resolvers                    string
+	healthyOnly                  bool
+	ttl                          uint
+}
+
+func (f *gatewayFlags) register(fs *flag.FlagSet, loopback bool) {
+	dnsAddr, httpAddr, adminAddr, bind := ":53", ":80", ":9090", "0.0.0.0"
+	if loopback {
+		dnsAddr, httpAddr, adminAddr, bind = "127.0.0.1:8053", "127.0.0.1:8000", "127.0.0.1:9090", "127.0.0.1"
+	}
+	fs.StringVar(&f.dnsAddr, "dns_addr", dnsAddr, "DNS listen address (UDP and TCP)")
+	fs.StringVar(&f.httpAddr, "http_addr", httpAddr, "HTTP virtual-host proxy listen address")
+	fs.StringVar(&f.adminAddr, "admin_addr", adminAddr, "admin address: /metrics, DNS HTTP API (/v1/hosts, ...), routes (/v1/routes)")
+	fs.StringVar(&f.serviceBind, "service_bind", bind, "IP the per-service-port TCP listeners bind to")
+	fs.StringVar(&f.domain, "domain", "mesos", "DNS domain of the cluster")
+	fs.UintVar(&f.ttl, "ttl", 60, "TTL of DNS records, in seconds")
+	fs.StringVar(&f.group, "group", "external", `marathon-lb group (HAPROXY_GROUP) this gateway serves; "*" for all`)
+	fs.StringVar(&f.resolvers, "resolvers", "", "comma-separated upstream DNS servers (ip:port) for names outside the domain")
+	fs.BoolVar(&f.healthyOnly, "dns_healthy_only", true, "route and resolve only healthy tasks when they have health checks")
+}
+
+// startGateway starts discovery, DNS, proxy and the admin server on g.
+func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, masterURL string, reg *prometheus.Registry, log *slog.Logger) error {
+	if err := os.MkdirAll(f.workDir, 0o755); err != nil {
+		return fmt.Errorf("gateway: work dir: %w", err)
+	}
+	disc := discovery.New(discovery.Config{Master: masterURL, StateFile: filepath.Join(f.workDir, "snapshot.json"), Registerer: reg, Logger: log})
+	d, err := dns.New(dns.Config{Addr: f.dnsAddr, Domain: f.domain, TTL: uint32(f.ttl), HealthyOnly: f.healthyOnly,
+		Resolvers: splitList(f.resolvers), Registerer: reg, Logger: log})
+	if err != nil {
+		return err
+	}
+	p, err := proxy.New(proxy.Config{HTTPAddr: f.httpAddr, ServiceBind: f.serviceBind, Group: f.group,
+		HealthyOnly: f.healthyOnly, Registerer: reg, Logger: log})
+	if err != nil {
+		return err
+	}
+	disc.OnUpdate(d.Update)
+	disc.OnUpdate(p.Update)
+	admin := http.NewServeMux()
+	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	admin.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("OK\n")) })
+	d.RegisterHTTP(admin)
+	p.RegisterAdmin(admin)
+	g.Go(func() error { return disc.Run(ctx) })
+	g.Go(func() error { return d.Run(ctx) })
+	g.Go(func() error { return p.Run(ctx) })
+	g.Go(func() error { return serveHTTP(ctx, "gateway admin", f.adminAddr, admin) })
+	return nil
+}
+
+func runGateway(ctx context.Context, args []string) error {
+	var c common
+	var f gatewayFlags
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	c.register(fs)
+	f.register(fs, false)
+	fs.StringVar(&f.master, "master", "", "master to follow (host:port)")
+	fs.StringVar(&f.workDir, "work_dir", "/var/lib/keel/gateway", "directory of the gateway's saved state")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	log, err := c.logger()
+	if err != nil {
+		return err
+	}
+	url, err := masterURL(f.master)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if err := startGateway(gctx, g, f, url, newRegistry(), log); err != nil {
+		return err
+	}
+	return g.Wait()
+}
