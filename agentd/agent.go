@@ -71,6 +71,7 @@ type Agent struct {
 	id       string
 	streamID string
 	tasks    map[string]*task // live tasks by ID
+	stopping bool             // set at shutdown: no new launches
 	wg       sync.WaitGroup   // task process waiters
 }
 

@@ -45,6 +45,7 @@ func (a *Agent) used() mesos.Resources {
 func (a *Agent) launch(ctx context.Context, l *agent.Launch) {
 	t := &task{info: l.Task, fid: l.FrameworkID, fwInfo: l.FrameworkInfo, state: mesos.TaskStaging, done: make(chan struct{})}
 	a.mu.Lock()
+	stopping := a.stopping
 	_, dup := a.tasks[t.info.TaskID.Value]
 	free := a.cfg.Resources.Minus(a.used())
 	a.mu.Unlock()
@@ -53,6 +54,9 @@ func (a *Agent) launch(ctx context.Context, l *agent.Launch) {
 		a.status(t, state, reason, msg)
 	}
 	switch {
+	case stopping:
+		fail(mesos.TaskLost, mesos.ReasonAgentRemoved, "Agent is shutting down")
+		return
 	case dup:
 		fail(mesos.TaskError, mesos.ReasonTaskInvalid, "Task "+t.info.TaskID.Value+" is already running on this agent")
 		return
@@ -75,6 +79,13 @@ func (a *Agent) launch(ctx context.Context, l *agent.Launch) {
 		return
 	}
 	a.mu.Lock()
+	if a.stopping {
+		a.mu.Unlock()
+		cmd.Stdout.(*os.File).Close()
+		cmd.Stderr.(*os.File).Close()
+		fail(mesos.TaskLost, mesos.ReasonAgentRemoved, "Agent is shutting down")
+		return
+	}
 	a.tasks[t.info.TaskID.Value] = t
 	a.status(t, mesos.TaskStarting, "", "")
 	if err := cmd.Start(); err != nil {
@@ -227,6 +238,7 @@ func (a *Agent) terminate(t *task, grace time.Duration) {
 func (a *Agent) killAll() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.stopping = true
 	for _, t := range a.tasks {
 		if !t.killing {
 			t.killing = true

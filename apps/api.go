@@ -1,0 +1,465 @@
+package apps
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keelhq/keel/api/marathon"
+	"github.com/keelhq/keel/api/mesos"
+)
+
+// Errors of app operations, mapped to Marathon's status codes.
+var (
+	errNotFound = errors.New("apps: no such app")
+	errExists   = errors.New("apps: app exists")
+)
+
+const maxBody = 1 << 20
+
+// Handler returns the Marathon v2 API.
+func (f *Framework) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/apps", f.handleListApps)
+	mux.HandleFunc("POST /v2/apps", f.handleCreateApp)
+	mux.HandleFunc("/v2/apps/", f.handleApp)
+	mux.HandleFunc("GET /v2/tasks", f.handleTasks)
+	mux.HandleFunc("GET /v2/info", f.handleInfo)
+	mux.HandleFunc("GET /v2/leader", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"leader": f.cfg.Listen})
+	})
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "pong\n") })
+	if f.cfg.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(f.cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, code: 200}
+		mux.ServeHTTP(rec, r)
+		f.metrics.requests.WithLabelValues(r.Method, strconv.Itoa(rec.code)).Inc()
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) { s.code = code; s.ResponseWriter.WriteHeader(code) }
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var v *validationError
+	switch {
+	case errors.As(err, &v):
+		writeJSON(w, http.StatusUnprocessableEntity, marathon.Error{Message: "Object is not valid", Details: v.details})
+	case errors.Is(err, errNotFound):
+		writeJSON(w, http.StatusNotFound, marathon.Error{Message: strings.TrimPrefix(err.Error(), "apps: ")})
+	case errors.Is(err, errExists):
+		writeJSON(w, http.StatusConflict, marathon.Error{Message: strings.TrimPrefix(err.Error(), "apps: ")})
+	case strings.HasPrefix(err.Error(), "Invalid JSON"):
+		writeJSON(w, http.StatusBadRequest, marathon.Error{Message: err.Error()})
+	default:
+		writeJSON(w, http.StatusInternalServerError, marathon.Error{Message: err.Error()})
+	}
+}
+
+// readBody reads at most maxBody bytes, answering 413 beyond.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		writeJSON(w, http.StatusRequestEntityTooLarge, marathon.Error{Message: fmt.Sprintf("Request body exceeds %d bytes", maxBody)})
+		return nil, false
+	}
+	return b, true
+}
+
+func (f *Framework) handleListApps(w http.ResponseWriter, r *http.Request) {
+	embed := strings.Contains(r.URL.Query().Get("embed"), "apps.tasks") || strings.Contains(strings.Join(r.URL.Query()["embed"], ","), "apps.tasks")
+	writeJSON(w, http.StatusOK, marathon.AppsResponse{Apps: f.listApps(r.URL.Query().Get("id"), embed)})
+}
+
+func (f *Framework) handleCreateApp(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var app marathon.App
+	if err := decodeApp(body, &app); err != nil {
+		writeError(w, err)
+		return
+	}
+	out, err := f.CreateApp(r.Context(), app)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Location", "/v2/apps"+out.ID)
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// handleApp routes /v2/apps/{id}[/tasks|/restart].
+func (f *Framework) handleApp(w http.ResponseWriter, r *http.Request) {
+	id := normalizeID(strings.TrimPrefix(r.URL.Path, "/v2/apps"))
+	sub := ""
+	for _, s := range []string{"/tasks", "/restart"} {
+		if strings.HasSuffix(id, s) {
+			id, sub = strings.TrimSuffix(id, s), s
+		}
+	}
+	switch {
+	case sub == "/tasks" && r.Method == http.MethodGet:
+		tasks, err := f.appTasks(id)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, marathon.TasksResponse{Tasks: tasks})
+	case sub == "/restart" && r.Method == http.MethodPost:
+		res, err := f.RestartApp(r.Context(), id)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	case sub == "" && r.Method == http.MethodGet:
+		app, err := f.getApp(id)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, marathon.AppResponse{App: app})
+	case sub == "" && (r.Method == http.MethodPut || r.Method == http.MethodPatch):
+		body, ok := readBody(w, r)
+		if !ok {
+			return
+		}
+		var upd marathon.App
+		if err := decodeApp(body, &upd); err != nil {
+			writeError(w, err)
+			return
+		}
+		upd.ID = id
+		res, err := f.UpdateApp(r.Context(), upd)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	case sub == "" && r.Method == http.MethodDelete:
+		res, err := f.DeleteApp(r.Context(), id)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	default:
+		writeJSON(w, http.StatusMethodNotAllowed, marathon.Error{Message: "Method " + r.Method + " not allowed on " + r.URL.Path})
+	}
+}
+
+func (f *Framework) handleTasks(w http.ResponseWriter, r *http.Request) {
+	status := r.URL.Query().Get("status")
+	var out []marathon.Task
+	for _, a := range f.listApps("", true) {
+		for _, t := range a.Tasks {
+			if status == "" || strings.EqualFold(t.State, "TASK_"+status) {
+				out = append(out, t)
+			}
+		}
+	}
+	if out == nil {
+		out = []marathon.Task{}
+	}
+	writeJSON(w, http.StatusOK, marathon.TasksResponse{Tasks: out})
+}
+
+func (f *Framework) handleInfo(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	fid := f.frameworkID
+	f.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name": "keel", "version": f.cfg.Version, "frameworkId": fid, "leader": f.cfg.Listen, "elected": true,
+		"marathon_config": map[string]any{"framework_name": f.cfg.FrameworkName, "hostname": f.cfg.Hostname,
+			"local_port_min": f.cfg.LocalPortMin, "local_port_max": f.cfg.LocalPortMax},
+	})
+}
+
+// CreateApp validates, assigns service ports, persists and schedules app.
+func (f *Framework) CreateApp(ctx context.Context, app marathon.App) (marathon.App, error) {
+	if err := validate(&app); err != nil {
+		return marathon.App{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.apps[app.ID]; ok {
+		return marathon.App{}, fmt.Errorf("%w: An app with id [%s] already exists.", errExists, app.ID)
+	}
+	if err := f.assignServicePorts(&app); err != nil {
+		return marathon.App{}, err
+	}
+	app.Version = time.Now().UTC().Format(timeFormat)
+	app.VersionInfo = &marathon.VersionInfo{LastScalingAt: app.Version, LastConfigChangeAt: app.Version}
+	if err := f.persist(ctx, app); err != nil {
+		return marathon.App{}, err
+	}
+	f.apps[app.ID] = &appState{def: app, tasks: map[string]*taskState{}}
+	f.wantOffers = true
+	f.log.Info("app created", "app", app.ID, "instances", *app.Instances)
+	return f.view(f.apps[app.ID], false), nil
+}
+
+// UpdateApp applies a PUT: creates the app when missing, scales it, or
+// changes its definition (old tasks are replaced).
+func (f *Framework) UpdateApp(ctx context.Context, upd marathon.App) (marathon.DeploymentResult, error) {
+	f.mu.Lock()
+	a, ok := f.apps[upd.ID]
+	f.mu.Unlock()
+	if !ok {
+		app, err := f.CreateApp(ctx, upd)
+		if err != nil {
+			return marathon.DeploymentResult{}, err
+		}
+		return marathon.DeploymentResult{Version: app.Version, DeploymentID: newUUID()}, nil
+	}
+	f.mu.Lock()
+	next, changed := merge(a.def, upd)
+	if err := validate(&next); err != nil {
+		f.mu.Unlock()
+		return marathon.DeploymentResult{}, err
+	}
+	if err := f.assignServicePorts(&next); err != nil {
+		f.mu.Unlock()
+		return marathon.DeploymentResult{}, err
+	}
+	now := time.Now().UTC().Format(timeFormat)
+	next.Version = now
+	next.VersionInfo = &marathon.VersionInfo{LastScalingAt: now, LastConfigChangeAt: a.def.VersionInfo.LastConfigChangeAt}
+	var replace []*taskState
+	if changed {
+		next.VersionInfo.LastConfigChangeAt = now
+		for _, t := range a.tasks {
+			if t.active() {
+				t.killing = true
+				replace = append(replace, t)
+			}
+		}
+	}
+	if err := f.persist(ctx, next); err != nil {
+		f.mu.Unlock()
+		return marathon.DeploymentResult{}, err
+	}
+	a.def = next
+	a.delay, a.delayUntil = 0, time.Time{}
+	f.wantOffers = true
+	f.mu.Unlock()
+	f.log.Info("app updated", "app", next.ID, "instances", *next.Instances, "config_changed", changed)
+	f.killTasks(ctx, replace)
+	f.scaleDown(ctx)
+	return marathon.DeploymentResult{Version: now, DeploymentID: newUUID()}, nil
+}
+
+// RestartApp replaces every task of the app.
+func (f *Framework) RestartApp(ctx context.Context, id string) (marathon.DeploymentResult, error) {
+	f.mu.Lock()
+	a, ok := f.apps[id]
+	if !ok {
+		f.mu.Unlock()
+		return marathon.DeploymentResult{}, fmt.Errorf("%w: App '%s' does not exist", errNotFound, id)
+	}
+	var tasks []*taskState
+	for _, t := range a.tasks {
+		if t.active() {
+			t.killing = true
+			tasks = append(tasks, t)
+		}
+	}
+	f.wantOffers = true
+	f.mu.Unlock()
+	f.killTasks(ctx, tasks)
+	return marathon.DeploymentResult{Version: time.Now().UTC().Format(timeFormat), DeploymentID: newUUID()}, nil
+}
+
+// DeleteApp forgets the app and kills its tasks.
+func (f *Framework) DeleteApp(ctx context.Context, id string) (marathon.DeploymentResult, error) {
+	f.mu.Lock()
+	a, ok := f.apps[id]
+	if !ok {
+		f.mu.Unlock()
+		return marathon.DeploymentResult{}, fmt.Errorf("%w: App '%s' does not exist", errNotFound, id)
+	}
+	if err := f.cfg.Store.Delete(ctx, keyApps+id); err != nil {
+		f.mu.Unlock()
+		return marathon.DeploymentResult{}, fmt.Errorf("apps: delete %s: %w", id, err)
+	}
+	delete(f.apps, id)
+	var tasks []*taskState
+	for _, t := range a.tasks {
+		tasks = append(tasks, t)
+	}
+	f.mu.Unlock()
+	f.log.Info("app deleted", "app", id, "tasks", len(tasks))
+	f.killTasks(ctx, tasks)
+	return marathon.DeploymentResult{Version: time.Now().UTC().Format(timeFormat), DeploymentID: newUUID()}, nil
+}
+
+// persist writes an app definition. Caller holds mu.
+func (f *Framework) persist(ctx context.Context, app marathon.App) error {
+	b, err := json.Marshal(specOf(app))
+	if err == nil {
+		var stored marathon.App
+		_ = json.Unmarshal(b, &stored)
+		stored.Instances, stored.Version, stored.VersionInfo = app.Instances, app.Version, app.VersionInfo
+		b, err = json.Marshal(stored)
+	}
+	if err != nil {
+		return fmt.Errorf("apps: encode %s: %w", app.ID, err)
+	}
+	if err := f.cfg.Store.Put(ctx, keyApps+app.ID, b); err != nil {
+		return fmt.Errorf("apps: persist %s: %w", app.ID, err)
+	}
+	return nil
+}
+
+// assignServicePorts gives every port definition with port 0 a free
+// service port and refuses explicit ports another app holds. Caller holds mu.
+func (f *Framework) assignServicePorts(app *marathon.App) error {
+	used := map[int]string{}
+	for id, a := range f.apps {
+		if id == app.ID {
+			continue
+		}
+		for _, pd := range a.def.PortDefinitions {
+			used[pd.Port] = id
+		}
+	}
+	v := &validationError{}
+	for i := range app.PortDefinitions {
+		pd := &app.PortDefinitions[i]
+		if pd.Port != 0 {
+			if other, ok := used[pd.Port]; ok {
+				v.add(fmt.Sprintf("/portDefinitions(%d)/port", i), fmt.Sprintf("service port %d is already used by app %s", pd.Port, other))
+			}
+			used[pd.Port] = app.ID
+			continue
+		}
+		for p := f.cfg.LocalPortMin; p <= f.cfg.LocalPortMax; p++ {
+			if _, taken := used[p]; !taken {
+				pd.Port = p
+				used[p] = app.ID
+				break
+			}
+		}
+		if pd.Port == 0 {
+			v.add(fmt.Sprintf("/portDefinitions(%d)/port", i), "no free service port left in the range")
+		}
+	}
+	if len(v.details) > 0 {
+		return v
+	}
+	return nil
+}
+
+func (f *Framework) getApp(id string) (marathon.App, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a, ok := f.apps[id]
+	if !ok {
+		return marathon.App{}, fmt.Errorf("%w: App '%s' does not exist", errNotFound, id)
+	}
+	return f.view(a, true), nil
+}
+
+func (f *Framework) appTasks(id string) ([]marathon.Task, error) {
+	app, err := f.getApp(id)
+	if err != nil {
+		return nil, err
+	}
+	if app.Tasks == nil {
+		return []marathon.Task{}, nil
+	}
+	return app.Tasks, nil
+}
+
+func (f *Framework) listApps(idFilter string, embedTasks bool) []marathon.App {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := []marathon.App{}
+	for id, a := range f.apps {
+		if idFilter == "" || strings.Contains(id, idFilter) {
+			out = append(out, f.view(a, embedTasks))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// view renders an app with its counts (and tasks). Caller holds mu.
+func (f *Framework) view(a *appState, withTasks bool) marathon.App {
+	app := a.def
+	app.Deployments = []marathon.DeploymentRef{}
+	app.LastTaskFailure = a.lastFailure
+	var tasks []marathon.Task
+	for _, t := range a.tasks {
+		switch t.state {
+		case mesos.TaskStaging, mesos.TaskStarting:
+			app.TasksStaged++
+		case mesos.TaskRunning:
+			app.TasksRunning++
+		}
+		if t.healthy != nil {
+			if *t.healthy {
+				app.TasksHealthy++
+			} else {
+				app.TasksUnhealthy++
+			}
+		}
+		if withTasks {
+			tasks = append(tasks, f.taskView(a, t))
+		}
+	}
+	sort.Slice(tasks, func(i, j int) bool { return tasks[i].ID < tasks[j].ID })
+	app.Tasks = tasks
+	if withTasks && app.Tasks == nil {
+		app.Tasks = []marathon.Task{}
+	}
+	return app
+}
+
+func (f *Framework) taskView(a *appState, t *taskState) marathon.Task {
+	mt := marathon.Task{ID: t.id, AppID: a.def.ID, Host: t.host, Ports: t.ports, SlaveID: t.agentID,
+		State: string(t.state), Version: t.version, StagedAt: t.staged.UTC().Format(timeFormat), IPAddresses: []marathon.IPAddress{}}
+	if mt.Ports == nil {
+		mt.Ports = []int{}
+	}
+	for _, pd := range a.def.PortDefinitions {
+		mt.ServicePorts = append(mt.ServicePorts, pd.Port)
+	}
+	if mt.ServicePorts == nil {
+		mt.ServicePorts = []int{}
+	}
+	if !t.started.IsZero() {
+		mt.StartedAt = t.started.UTC().Format(timeFormat)
+	}
+	for _, ip := range t.ips {
+		proto := "IPv4"
+		if strings.Contains(ip, ":") {
+			proto = "IPv6"
+		}
+		mt.IPAddresses = append(mt.IPAddresses, marathon.IPAddress{IPAddress: ip, Protocol: proto})
+	}
+	return mt
+}

@@ -1,0 +1,463 @@
+package apps
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os/user"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keelhq/keel/api/marathon"
+	"github.com/keelhq/keel/api/mesos"
+)
+
+// Master is the framework's connection to the leading master, with the
+// semantics of the Mesos v1 scheduler API.
+type Master interface {
+	// Subscribe opens a SUBSCRIBE stream for info and calls handle with each
+	// event in order until ctx is done (returns ctx.Err()) or the stream
+	// breaks (returns another error). handle may call Call.
+	Subscribe(ctx context.Context, info mesos.FrameworkInfo, handle func(mesos.Event)) error
+	// Call sends one call on the current subscription; a nil FrameworkID is
+	// filled in.
+	Call(ctx context.Context, call mesos.Call) error
+}
+
+// Store persists the framework's state.
+type Store interface {
+	Put(ctx context.Context, key string, value []byte) error
+	Delete(ctx context.Context, key string) error
+	List(ctx context.Context, prefix string) (map[string][]byte, error)
+}
+
+// Config configures the apps framework.
+type Config struct {
+	Master Master
+	Store  Store
+	// Listen is the Marathon API address, e.g. "127.0.0.1:8080".
+	Listen string
+	// FrameworkName defaults to "marathon", so Mesos-DNS names are
+	// {app}.marathon.mesos.
+	FrameworkName string
+	Hostname      string
+	// LocalPortMin and LocalPortMax bound assigned service ports
+	// (default 10000-20000).
+	LocalPortMin, LocalPortMax int
+	Registerer                 prometheus.Registerer
+	Gatherer                   prometheus.Gatherer
+	Logger                     *slog.Logger
+	// Version is reported by /v2/info.
+	Version string
+}
+
+const (
+	keyApps        = "apps/"
+	keyFramework   = "framework/id"
+	refuseSeconds  = 5.0
+	reviveInterval = time.Second
+)
+
+// Framework is a running apps framework.
+type Framework struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	mu          sync.Mutex
+	apps        map[string]*appState
+	frameworkID string
+	connected   bool
+	wantOffers  bool // demand appeared since the last REVIVE
+}
+
+type appState struct {
+	def         marathon.App
+	tasks       map[string]*taskState
+	delay       time.Duration // current launch backoff
+	delayUntil  time.Time
+	lastFailure *marathon.TaskFailure
+}
+
+type taskState struct {
+	id, agentID, host string
+	ports             []int
+	state             mesos.TaskState
+	staged, started   time.Time
+	version           string
+	ips               []string
+	healthy           *bool
+	killing           bool
+}
+
+// active reports whether a task counts as an instance: launched, not
+// being killed, not finished.
+func (t *taskState) active() bool { return !t.killing && !t.state.Terminal() }
+
+// Run serves the API and runs the framework until ctx is done.
+func Run(ctx context.Context, cfg Config) error {
+	f, err := New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return f.Run(ctx)
+}
+
+// New loads the persisted apps and returns a framework ready to Run.
+func New(ctx context.Context, cfg Config) (*Framework, error) {
+	if cfg.Master == nil || cfg.Store == nil {
+		return nil, errors.New("apps: config: Master and Store are required")
+	}
+	if cfg.FrameworkName == "" {
+		cfg.FrameworkName = "marathon"
+	}
+	if cfg.LocalPortMin == 0 && cfg.LocalPortMax == 0 {
+		cfg.LocalPortMin, cfg.LocalPortMax = 10000, 20000
+	}
+	if cfg.LocalPortMin <= 0 || cfg.LocalPortMax > 65535 || cfg.LocalPortMin > cfg.LocalPortMax {
+		return nil, fmt.Errorf("apps: config: bad service port range %d-%d", cfg.LocalPortMin, cfg.LocalPortMax)
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	f := &Framework{cfg: cfg, log: log.With("component", "apps"), apps: map[string]*appState{}, metrics: newMetrics(cfg.Registerer)}
+	stored, err := cfg.Store.List(ctx, keyApps)
+	if err != nil {
+		return nil, fmt.Errorf("apps: load apps: %w", err)
+	}
+	for key, b := range stored {
+		var app marathon.App
+		if err := json.Unmarshal(b, &app); err != nil {
+			f.log.Error("skipping unreadable app", "key", key, "err", err)
+			continue
+		}
+		f.apps[app.ID] = &appState{def: app, tasks: map[string]*taskState{}}
+	}
+	if ids, err := cfg.Store.List(ctx, keyFramework); err == nil {
+		f.frameworkID = string(ids[keyFramework])
+	}
+	if len(f.apps) > 0 {
+		f.log.Info("loaded apps", "apps", len(f.apps), "framework_id", f.frameworkID)
+	}
+	f.wantOffers = true
+	return f, nil
+}
+
+// Run serves until ctx is done.
+func (f *Framework) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", f.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("apps: listen: %w", err)
+	}
+	srv := &http.Server{Handler: f.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	f.log.Info("Marathon API listening", "addr", ln.Addr().String())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("apps: serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	g.Go(func() error { f.subscribeLoop(gctx); return nil })
+	g.Go(func() error { f.tickLoop(gctx); return nil })
+	return g.Wait()
+}
+
+func (f *Framework) frameworkInfo() mesos.FrameworkInfo {
+	name := "root"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	info := mesos.FrameworkInfo{User: name, Name: f.cfg.FrameworkName, FailoverTimeout: 7 * 24 * 3600, Checkpoint: true,
+		Roles: []string{"*"}, Hostname: f.cfg.Hostname, WebUIURL: "http://" + f.cfg.Listen,
+		Capabilities: []mesos.FrameworkCapability{{Type: mesos.CapabilityTaskKillingState}, {Type: mesos.CapabilityPartitionAware}, {Type: mesos.CapabilityMultiRole}}}
+	f.mu.Lock()
+	if f.frameworkID != "" {
+		info.ID = mesos.NewID(f.frameworkID)
+	}
+	f.mu.Unlock()
+	return info
+}
+
+// subscribeLoop keeps a subscription, reconnecting with jittered backoff.
+func (f *Framework) subscribeLoop(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := f.cfg.Master.Subscribe(ctx, f.frameworkInfo(), func(ev mesos.Event) { f.handle(ctx, ev) })
+		f.mu.Lock()
+		f.connected = false
+		f.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		f.log.Warn("master subscription lost", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff + mrand.N(backoff/2+1)):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// tickLoop revives offers when demand is waiting (new apps, expired backoffs).
+func (f *Framework) tickLoop(ctx context.Context) {
+	t := time.NewTicker(reviveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f.mu.Lock()
+		revive := f.connected && (f.wantOffers || len(f.needs(time.Now())) > 0)
+		f.wantOffers = false
+		f.mu.Unlock()
+		if revive {
+			f.call(ctx, mesos.Call{Type: mesos.CallRevive})
+		}
+	}
+}
+
+func (f *Framework) call(ctx context.Context, c mesos.Call) {
+	if err := f.cfg.Master.Call(ctx, c); err != nil && ctx.Err() == nil {
+		f.log.Warn("scheduler call failed", "type", c.Type, "err", err)
+	}
+}
+
+// handle processes one scheduler event.
+func (f *Framework) handle(ctx context.Context, ev mesos.Event) {
+	switch ev.Type {
+	case mesos.EventSubscribed:
+		id := ev.Subscribed.FrameworkID.Value
+		f.mu.Lock()
+		f.frameworkID, f.connected, f.wantOffers = id, true, true
+		f.mu.Unlock()
+		if err := f.cfg.Store.Put(ctx, keyFramework, []byte(id)); err != nil {
+			f.log.Error("could not persist framework ID", "err", err)
+		}
+		f.log.Info("subscribed", "framework_id", id)
+		f.call(ctx, mesos.Call{Type: mesos.CallReconcile, Reconcile: &mesos.Reconcile{}})
+		f.call(ctx, mesos.Call{Type: mesos.CallRevive})
+	case mesos.EventOffers:
+		for _, o := range ev.Offers.Offers {
+			f.offer(ctx, o)
+		}
+	case mesos.EventUpdate:
+		f.update(ctx, ev.Update.Status)
+	case mesos.EventError:
+		f.log.Error("master reported an error", "message", ev.Error.Message)
+	}
+}
+
+// needs lists apps wanting more instances now, in ID order. Caller holds mu.
+func (f *Framework) needs(now time.Time) []need {
+	var out []need
+	for _, a := range f.apps {
+		if now.Before(a.delayUntil) {
+			continue
+		}
+		active := 0
+		for _, t := range a.tasks {
+			if t.active() {
+				active++
+			}
+		}
+		if n := *a.def.Instances - active; n > 0 {
+			def := a.def
+			out = append(out, need{App: &def, Count: n})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].App.ID < out[j].App.ID })
+	return out
+}
+
+// offer launches what fits on o, or declines it.
+func (f *Framework) offer(ctx context.Context, o mesos.Offer) {
+	now := time.Now()
+	f.mu.Lock()
+	launches := place(o, f.needs(now), newTaskID)
+	for _, l := range launches {
+		a := f.apps[l.AppID]
+		a.tasks[l.Task.TaskID.Value] = &taskState{id: l.Task.TaskID.Value, agentID: o.AgentID.Value, host: o.Hostname,
+			ports: l.HostPorts, state: mesos.TaskStaging, staged: now, version: a.def.Version}
+	}
+	f.mu.Unlock()
+	if len(launches) == 0 {
+		refuse := refuseSeconds
+		f.metrics.declined.Inc()
+		f.call(ctx, mesos.Call{Type: mesos.CallDecline, Decline: &mesos.Decline{OfferIDs: []mesos.ID{o.ID}, Filters: &mesos.Filters{RefuseSeconds: &refuse}}})
+		return
+	}
+	var infos []mesos.TaskInfo
+	for _, l := range launches {
+		infos = append(infos, l.Task)
+		f.log.Info("launching task", "app", l.AppID, "task_id", l.Task.TaskID.Value, "agent", o.Hostname, "ports", l.HostPorts)
+	}
+	f.metrics.launches.Add(float64(len(infos)))
+	refuse := 0.0
+	f.call(ctx, mesos.Call{Type: mesos.CallAccept, Accept: &mesos.Accept{OfferIDs: []mesos.ID{o.ID},
+		Operations: []mesos.Operation{{Type: mesos.OperationLaunch, Launch: &mesos.Launch{TaskInfos: infos}}},
+		Filters:    &mesos.Filters{RefuseSeconds: &refuse}}})
+}
+
+// update applies a task status, acknowledges it, and kills tasks nobody wants.
+func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
+	id := st.TaskID.Value
+	var kill bool
+	f.mu.Lock()
+	appID, _ := appIDOfTask(id)
+	a := f.apps[appID]
+	var t *taskState
+	if a != nil {
+		t = a.tasks[id]
+		if t == nil && !st.State.Terminal() && st.AgentID != nil {
+			// A task we launched before a restart: adopt it.
+			t = &taskState{id: id, agentID: st.AgentID.Value, state: st.State, staged: time.Now(), version: a.def.Version}
+			a.tasks[id] = t
+			f.log.Info("adopted running task", "app", appID, "task_id", id)
+		}
+	}
+	switch {
+	case t == nil:
+		// Not ours (its app is gone): it must not run.
+		kill = !st.State.Terminal()
+	case st.State.Terminal():
+		delete(a.tasks, id)
+		if !t.killing {
+			f.backoff(a, t, st)
+		}
+		f.wantOffers = true
+	default:
+		t.state = st.State
+		if st.State == mesos.TaskRunning && t.started.IsZero() {
+			t.started = time.Now()
+			a.delay, a.delayUntil = 0, time.Time{}
+		}
+		if cs := st.ContainerStatus; cs != nil {
+			var ips []string
+			for _, ni := range cs.NetworkInfos {
+				for _, ip := range ni.IPAddresses {
+					ips = append(ips, ip.IPAddress)
+				}
+			}
+			if len(ips) > 0 {
+				t.ips = ips
+			}
+		}
+		if st.Healthy != nil {
+			h := *st.Healthy
+			t.healthy = &h
+		}
+		// A task we already asked to kill is asked again (the kill may have
+		// been lost with a master or agent restart).
+		kill = t.killing
+	}
+	f.metrics.updates.WithLabelValues(string(st.State)).Inc()
+	f.mu.Unlock()
+	if len(st.UUID) > 0 && st.AgentID != nil {
+		f.call(ctx, mesos.Call{Type: mesos.CallAcknowledge, Acknowledge: &mesos.Acknowledge{AgentID: *st.AgentID, TaskID: st.TaskID, UUID: st.UUID}})
+	}
+	if kill {
+		f.call(ctx, mesos.Call{Type: mesos.CallKill, Kill: &mesos.Kill{TaskID: st.TaskID, AgentID: st.AgentID}})
+	}
+	f.scaleDown(ctx)
+}
+
+// backoff records a failure and delays the app's next launch:
+// backoffSeconds * backoffFactor^n, capped at maxLaunchDelaySeconds.
+func (f *Framework) backoff(a *appState, t *taskState, st mesos.TaskStatus) {
+	base := time.Duration(*a.def.BackoffSeconds * float64(time.Second))
+	if a.delay == 0 {
+		a.delay = base
+	} else {
+		a.delay = time.Duration(math.Min(float64(a.delay)**a.def.BackoffFactor, *a.def.MaxLaunchDelaySeconds*float64(time.Second)))
+	}
+	a.delayUntil = time.Now().Add(a.delay)
+	a.lastFailure = &marathon.TaskFailure{AppID: a.def.ID, Host: t.host, Message: st.Message, State: string(st.State),
+		TaskID: t.id, Timestamp: time.Now().UTC().Format(timeFormat), Version: t.version}
+	f.log.Info("task ended; relaunching after backoff", "app", a.def.ID, "task_id", t.id, "state", st.State, "message", st.Message, "delay", a.delay)
+}
+
+// scaleDown kills surplus instances (youngest first by default).
+func (f *Framework) scaleDown(ctx context.Context) {
+	var kills []mesos.Kill
+	f.mu.Lock()
+	for _, a := range f.apps {
+		var active []*taskState
+		for _, t := range a.tasks {
+			if t.active() {
+				active = append(active, t)
+			}
+		}
+		surplus := len(active) - *a.def.Instances
+		if surplus <= 0 {
+			continue
+		}
+		sort.Slice(active, func(i, j int) bool {
+			if a.def.KillSelection == "OLDEST_FIRST" {
+				return active[i].staged.Before(active[j].staged)
+			}
+			return active[i].staged.After(active[j].staged)
+		})
+		for _, t := range active[:surplus] {
+			t.killing = true
+			kills = append(kills, mesos.Kill{TaskID: mesos.ID{Value: t.id}, AgentID: mesos.NewID(t.agentID)})
+		}
+	}
+	f.mu.Unlock()
+	for _, k := range kills {
+		k := k
+		f.log.Info("killing surplus task", "task_id", k.TaskID.Value)
+		f.call(ctx, mesos.Call{Type: mesos.CallKill, Kill: &k})
+	}
+}
+
+// killTasks marks tasks killing and asks the master to kill them.
+func (f *Framework) killTasks(ctx context.Context, tasks []*taskState) {
+	for _, t := range tasks {
+		f.call(ctx, mesos.Call{Type: mesos.CallKill, Kill: &mesos.Kill{TaskID: mesos.ID{Value: t.id}, AgentID: mesos.NewID(t.agentID)}})
+	}
+}
+
+const timeFormat = "2006-01-02T15:04:05.000Z"
+
+func newTaskID(appID string) string { return taskIDPrefix(appID) + "." + newUUID() }
+
+func newUUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return strings.Join([]string{h[0:8], h[8:12], h[12:16], h[16:20], h[20:32]}, "-")
+}
