@@ -96,10 +96,6 @@ type Port struct {
 	ServicePort uint32
 }
 
-
-
-
-
 // Routable reports whether new requests and DNS answers may go to t: it is
 // RUNNING and, when healthyOnly is set and it has a health check, healthy.
 // A task in TASK_KILLING is never routable, so gateways drain it.

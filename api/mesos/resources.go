@@ -335,3 +335,27 @@ func rangeCovered(have []Range, want Range) bool {
 	}
 	return false
 }
+
+// ParseAttributes parses Mesos' --attributes syntax: "rack:r1;zone:a;level:3".
+// Numeric values become scalars, others text.
+func ParseAttributes(s string) ([]Attribute, error) {
+	var out []Attribute
+	for _, item := range strings.Split(s, ";") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(item, ":")
+		name, val = strings.TrimSpace(name), strings.TrimSpace(val)
+		if !ok || name == "" || val == "" {
+			return nil, fmt.Errorf("attributes: %q: want name:value", item)
+		}
+		var v float64
+		if _, err := fmt.Sscanf(val, "%g", &v); err == nil && fmt.Sprint(v) == val {
+			out = append(out, Attribute{Name: name, Type: TypeScalar, Scalar: &Scalar{Value: v}})
+			continue
+		}
+		out = append(out, Attribute{Name: name, Type: "TEXT", Text: &Text{Value: val}})
+	}
+	return out, nil
+}

@@ -48,3 +48,13 @@ func TestPIDs(t *testing.T) {
 		t.Fatal("want empty")
 	}
 }
+
+func TestParseAttributes(t *testing.T) {
+	as, err := ParseAttributes("rack:r1; level:3")
+	if err != nil || len(as) != 2 || as[0].Text.Value != "r1" || as[1].Scalar.Value != 3 {
+		t.Fatalf("got %+v %v", as, err)
+	}
+	if _, err := ParseAttributes("rack"); err == nil {
+		t.Fatal("want error")
+	}
+}

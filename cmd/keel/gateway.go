@@ -21,7 +21,7 @@ import (
 // gatewayFlags are the flags of keel gateway (Mesos-DNS and marathon-lb
 // names where they exist).
 type gatewayFlags struct {
-	master                       string
+	master, workDir              string
 	dnsAddr, httpAddr, adminAddr string
 	domain, group, serviceBind   string
 	resolvers                    string
