@@ -58,7 +58,9 @@ func (s *statusRecorder) WriteHeader(code int) { s.code = code; s.ResponseWriter
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // commands hold '>' and '&'; Marathon prints them as they are
+	_ = enc.Encode(v)
 }
 
 func writeError(w http.ResponseWriter, err error) {

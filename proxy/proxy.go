@@ -129,6 +129,9 @@ func (p *Proxy) Update(snap *snapshot.Snapshot) {
 			c.hc.CloseIdleConnections()
 		}
 	}
+	if errs == nil {
+		errs = []LabelError{}
+	}
 	p.table.Store(t)
 	p.errs.Store(&errs)
 	if len(errs) > 0 {
