@@ -82,6 +82,9 @@ func (s *share) dominant(total *[len(dominantKinds)]float64) float64 {
 // lowest dominant share (ties broken by ID, so results are deterministic).
 // Shares are updated after every decision, so one cycle spreads agents
 // fairly. Agents are visited in ID order.
+//
+// Cost: O(agents x frameworks) comparisons of cached shares; shares are
+// recomputed only for the framework (and role) that just got an agent.
 func Allocate(st State) []Offer {
 	var total [len(dominantKinds)]float64
 	for _, a := range st.Agents {
@@ -89,25 +92,42 @@ func Allocate(st State) []Offer {
 			total[i] += a.Total.Scalar(k)
 		}
 	}
+	roles := map[string]*roleState{}
 	fws := make([]*fwState, 0, len(st.Frameworks))
-	roles := map[string]*share{}
 	for _, f := range st.Frameworks {
 		role := f.Role
 		if role == "" {
 			role = "*"
 		}
-		fs := &fwState{id: f.ID, role: role, suppressed: f.Suppressed}
-		fs.share.add(f.Allocated)
-		if roles[role] == nil {
-			roles[role] = &share{}
+		rs := roles[role]
+		if rs == nil {
+			w := st.Weights[role]
+			if w <= 0 {
+				w = 1
+			}
+			rs = &roleState{weight: w}
+			roles[role] = rs
 		}
-		roles[role].add(f.Allocated)
+		fs := &fwState{id: f.ID, role: rs, suppressed: f.Suppressed}
+		fs.share.add(f.Allocated)
+		rs.share.add(f.Allocated)
 		fws = append(fws, fs)
 	}
-	filtered := map[[2]string]bool{}
+	for _, rs := range roles {
+		rs.dom = rs.share.dominant(&total) / rs.weight
+	}
+	for _, f := range fws {
+		f.dom = f.share.dominant(&total)
+	}
+	// Filters by agent, so the inner loop does no map lookups when an agent
+	// has none.
+	filtered := map[string]map[string]bool{}
 	for _, f := range st.Filters {
 		if st.Now.Before(f.Until) {
-			filtered[[2]string{f.FrameworkID, f.AgentID}] = true
+			if filtered[f.AgentID] == nil {
+				filtered[f.AgentID] = map[string]bool{}
+			}
+			filtered[f.AgentID][f.FrameworkID] = true
 		}
 	}
 	agents := append([]Agent(nil), st.Agents...)
@@ -115,23 +135,18 @@ func Allocate(st State) []Offer {
 
 	var out []Offer
 	for _, a := range agents {
-		if a.Available.Empty() {
+		if !hasAny(a.Available) {
 			continue
 		}
+		skip := filtered[a.ID]
 		var best *fwState
-		var bestRole, bestFw float64
 		for _, f := range fws {
-			if f.suppressed || filtered[[2]string{f.id, a.ID}] {
+			if f.suppressed || (skip != nil && skip[f.id]) {
 				continue
 			}
-			w := st.Weights[f.role]
-			if w <= 0 {
-				w = 1
-			}
-			rs := roles[f.role].dominant(&total) / w
-			fsh := f.share.dominant(&total)
-			if best == nil || rs < bestRole || (rs == bestRole && (fsh < bestFw || (fsh == bestFw && f.id < best.id))) {
-				best, bestRole, bestFw = f, rs, fsh
+			if best == nil || f.role.dom < best.role.dom ||
+				(f.role.dom == best.role.dom && (f.dom < best.dom || (f.dom == best.dom && f.id < best.id))) {
+				best = f
 			}
 		}
 		if best == nil {
@@ -139,13 +154,34 @@ func Allocate(st State) []Offer {
 		}
 		out = append(out, Offer{FrameworkID: best.id, AgentID: a.ID, Resources: a.Available})
 		best.share.add(a.Available)
-		roles[best.role].add(a.Available)
+		best.dom = best.share.dominant(&total)
+		best.role.share.add(a.Available)
+		best.role.dom = best.role.share.dominant(&total) / best.role.weight
 	}
 	return out
 }
 
+// hasAny reports whether rs holds any positive scalar or any range,
+// without allocating.
+func hasAny(rs mesos.Resources) bool {
+	for _, r := range rs {
+		if (r.Scalar != nil && r.Scalar.Value > 0) || (r.Ranges != nil && len(r.Ranges.Range) > 0) {
+			return true
+		}
+	}
+	return false
+}
+
+type roleState struct {
+	weight float64
+	share  share
+	dom    float64
+}
+
 type fwState struct {
-	id, role   string
+	id         string
+	role       *roleState
 	suppressed bool
 	share      share
+	dom        float64
 }

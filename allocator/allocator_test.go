@@ -71,7 +71,7 @@ func TestAllocateSkipsEmptyAgents(t *testing.T) {
 }
 
 func BenchmarkAllocate(b *testing.B) {
-	for _, n := range []struct{ agents, fws int }{{1000, 10}, {10000, 100}} {
+	for _, n := range []struct{ agents, fws int }{{1000, 10}, {10000, 100}, {50000, 1000}} {
 		b.Run(fmt.Sprintf("agents=%d/frameworks=%d", n.agents, n.fws), func(b *testing.B) {
 			st := State{Now: time.Unix(0, 0)}
 			for i := 0; i < n.agents; i++ {
