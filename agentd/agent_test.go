@@ -16,6 +16,7 @@ import (
 	"github.com/keelhq/keel/api/agent"
 	"github.com/keelhq/keel/api/mesos"
 	"github.com/keelhq/keel/api/recordio"
+	"github.com/keelhq/keel/internal/leakcheck"
 )
 
 // fakeMaster speaks the master side of the agent protocol.
@@ -128,6 +129,7 @@ func launch(id, cmd string, res mesos.Resources) agent.Event {
 
 func startAgent(t *testing.T, m *fakeMaster) (string, func()) {
 	t.Helper()
+	leakcheck.Check(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

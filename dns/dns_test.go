@@ -14,6 +14,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/keelhq/keel/api/mesos"
+	"github.com/keelhq/keel/internal/leakcheck"
 	"github.com/keelhq/keel/snapshot"
 )
 
@@ -83,6 +84,7 @@ func TestLabel(t *testing.T) {
 // startServer runs a server on a free loopback port.
 func startServer(t *testing.T, cfg Config) *Server {
 	t.Helper()
+	leakcheck.Check(t)
 	cfg.Addr = "127.0.0.1:0"
 	s, err := New(cfg)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/keelhq/keel/api/recordio"
 	"github.com/keelhq/keel/coord"
 	"github.com/keelhq/keel/discovery"
+	"github.com/keelhq/keel/internal/leakcheck"
 	"github.com/keelhq/keel/master"
 	"github.com/keelhq/keel/mesosclient"
 	"github.com/keelhq/keel/snapshot"
@@ -24,6 +25,7 @@ import (
 // startMaster runs a master on a free loopback port and returns its URL.
 func startMaster(t *testing.T) string {
 	t.Helper()
+	leakcheck.Check(t)
 	store, err := coord.OpenBolt(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

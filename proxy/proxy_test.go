@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelhq/keel/internal/leakcheck"
 	"github.com/keelhq/keel/snapshot"
 )
 
@@ -28,6 +29,7 @@ func freePort(t *testing.T) uint32 {
 
 func startProxy(t *testing.T) (*Proxy, string) {
 	t.Helper()
+	leakcheck.Check(t)
 	port := freePort(t)
 	p, err := New(Config{HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port), ServiceBind: "127.0.0.1"})
 	if err != nil {

@@ -63,7 +63,11 @@ func TestBuildTable(t *testing.T) {
 			map[string]string{"HAPROXY_0_PORT": "9999", "HAPROXY_0_BIND_ADDR": "127.0.0.2", "HAPROXY_0_VHOST": "a.com", "HAPROXY_0_PATH": "/api", "HAPROXY_0_BALANCE": "leastconn"})}, TableOptions{},
 			"/a#0 http vhosts=[a.com] path=\"/api\" listen=127.0.0.2:9999 balance=leastconn -> [10.0.0.1:31000]", 0},
 		{"killing and unhealthy tasks get no traffic", []snapshot.Task{
-			func() snapshot.Task { t := task("/a", "a.1", "10.0.0.1", []uint32{31000}, []uint32{10000}, nil); t.State = mesos.TaskKilling; return t }(),
+			func() snapshot.Task {
+				t := task("/a", "a.1", "10.0.0.1", []uint32{31000}, []uint32{10000}, nil)
+				t.State = mesos.TaskKilling
+				return t
+			}(),
 			func() snapshot.Task {
 				t := task("/a", "a.2", "10.0.0.2", []uint32{31000}, []uint32{10000}, nil)
 				t.HasHealthCheck, t.Healthy = true, &no
