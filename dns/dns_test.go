@@ -225,3 +225,15 @@ func FuzzHandler(f *testing.F) {
 		}
 	})
 }
+
+func TestSystemResolvers(t *testing.T) {
+	path := t.TempDir() + "/resolv.conf"
+	os.WriteFile(path, []byte("search example.com\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n"), 0o644)
+	got := SystemResolvers(path)
+	if strings.Join(got, ",") != "192.0.2.53:53,[2001:db8::53]:53" {
+		t.Fatalf("got %v", got)
+	}
+	if SystemResolvers(t.TempDir()+"/missing") != nil {
+		t.Fatal("missing file gave resolvers")
+	}
+}

@@ -264,3 +264,18 @@ func (s *Server) forward(req *mdns.Msg, udp bool) *mdns.Msg {
 	resp.SetRcode(req, mdns.RcodeServerFailure)
 	return resp
 }
+
+// SystemResolvers returns the nameservers of a resolv.conf file as
+// "ip:port", or nil when it cannot be read. Loopback resolvers are kept:
+// the caller must not pass the server's own address back to it.
+func SystemResolvers(path string) []string {
+	cc, err := mdns.ClientConfigFromFile(path)
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(cc.Servers))
+	for _, s := range cc.Servers {
+		out = append(out, net.JoinHostPort(s, cc.Port))
+	}
+	return out
+}

@@ -41,7 +41,7 @@ func (f *gatewayFlags) register(fs *flag.FlagSet, loopback bool) {
 	fs.StringVar(&f.domain, "domain", "mesos", "DNS domain of the cluster")
 	fs.UintVar(&f.ttl, "ttl", 60, "TTL of DNS records, in seconds")
 	fs.StringVar(&f.group, "group", "external", `marathon-lb group (HAPROXY_GROUP) this gateway serves; "*" for all`)
-	fs.StringVar(&f.resolvers, "resolvers", "", "comma-separated upstream DNS servers (ip:port) for names outside the domain")
+	fs.StringVar(&f.resolvers, "resolvers", "", "comma-separated upstream DNS servers (ip:port) for names outside the domain (default: the nameservers of /etc/resolv.conf)")
 	fs.BoolVar(&f.healthyOnly, "dns_healthy_only", true, "route and resolve only healthy tasks when they have health checks")
 }
 
@@ -51,8 +51,12 @@ func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, master
 		return fmt.Errorf("gateway: work dir: %w", err)
 	}
 	disc := discovery.New(discovery.Config{Master: masterURL, StateFile: filepath.Join(f.workDir, "snapshot.json"), Registerer: reg, Logger: log})
+	resolvers := splitList(f.resolvers)
+	if len(resolvers) == 0 {
+		resolvers = dns.SystemResolvers("/etc/resolv.conf")
+	}
 	d, err := dns.New(dns.Config{Addr: f.dnsAddr, Domain: f.domain, TTL: uint32(f.ttl), HealthyOnly: f.healthyOnly,
-		Resolvers: splitList(f.resolvers), Registerer: reg, Logger: log})
+		Resolvers: resolvers, Registerer: reg, Logger: log, Version: version})
 	if err != nil {
 		return err
 	}
