@@ -201,6 +201,19 @@ func (d *devCluster) eventually(what string, timeout time.Duration, fn func() er
 	}
 }
 
+// consistently checks fn again and again for the whole window and fails at
+// the first error: for asserting that something does not happen.
+func (d *devCluster) consistently(what string, window time.Duration, fn func() error) {
+	d.t.Helper()
+	end := time.Now().Add(window)
+	for time.Now().Before(end) {
+		if err := fn(); err != nil {
+			d.t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 var client = &http.Client{Timeout: 10 * time.Second}
 
 // marathon calls the Marathon API and checks the status code.

@@ -97,10 +97,16 @@ func (m *Master) reconcileAgent(a *agentRec, id string, reported []mesos.Task) {
 		rt.AgentID = mesos.ID{Value: id}
 		t := &taskRec{task: rt, unacked: map[string]mesos.TaskStatus{}}
 		m.tasks[rt.TaskID.Value] = t
+		m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventTaskAdded, TaskAdded: &mesos.TaskAdded{Task: rt}})
 		if f := m.frameworks[rt.FrameworkID.Value]; f != nil {
 			f.allocated = f.allocated.Plus(rt.Resources)
+			// Tell the framework at once, ahead of any offer of this agent
+			// (same ordered stream), so it does not launch the task again.
+			st, _ := lastStatus(rt)
+			st.TaskID, st.AgentID, st.State, st.UUID = rt.TaskID, mesos.NewID(id), rt.State, nil
+			st.Source, st.Reason, st.Timestamp = mesos.SourceMaster, mesos.ReasonReconciliation, nowSeconds()
+			m.sendUpdate(f, st)
 		}
-		m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventTaskAdded, TaskAdded: &mesos.TaskAdded{Task: rt}})
 	}
 	for _, t := range m.tasks {
 		if t.task.AgentID.Value != id || seen[t.task.TaskID.Value] || t.task.State.Terminal() {

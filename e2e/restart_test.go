@@ -1,0 +1,83 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keelhq/keel/api/marathon"
+)
+
+// TestMasterRestartKeepsTasks restarts a standalone keel master (with its
+// built-in apps framework) under a running app: the agent re-registers
+// with its tasks, the apps framework re-subscribes with its framework ID,
+// and the same task keeps running: nothing is killed or launched twice.
+func TestMasterRestartKeepsTasks(t *testing.T) {
+	need(t, "pgrep")
+	masterPort, marathonPort, ports := freePort(t), freePort(t), freeRange(t, 10)
+	work := t.TempDir()
+	masterArgs := []string{"master", "--ip", "127.0.0.1", "--port", fmt.Sprint(masterPort), "--marathon_port", fmt.Sprint(marathonPort),
+		"--work_dir", work, "--allocation_interval", "100ms", "--local_port_min", "30100", "--local_port_max", "30199"}
+	m := startKeel(t, masterArgs...)
+	master := fmt.Sprintf("127.0.0.1:%d", masterPort)
+	waitHTTP(t, "http://"+master+"/health")
+	startKeel(t, "agent", "--master", master, "--ip", "127.0.0.1", "--port", "0", "--work_dir", t.TempDir(),
+		"--resources", fmt.Sprintf("cpus:2;mem:512;disk:100;ports:[%d-%d]", ports, ports+9))
+
+	d := &devCluster{t: t, marathonPort: marathonPort, exited: make(chan error)}
+	d.eventually("marathon API up", 30*time.Second, func() error {
+		_, err := d.marathon("GET", "/ping", nil, 200)
+		return err
+	})
+	marker := fmt.Sprintf("keel-restart-%d", time.Now().UnixNano())
+	app := map[string]any{"id": "/steady", "cmd": "python3 -c 'import time; time.sleep(1000)' " + marker, "cpus": 0.1, "mem": 16}
+	if _, err := d.marathon("POST", "/v2/apps", app, http.StatusCreated); err != nil {
+		t.Fatal(err)
+	}
+	before := d.waitRunning("/steady", 1, false)[0].ID
+	pids := countProcs(t, marker)
+
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-m.exited; err != nil {
+		t.Fatalf("master exit: %v", err)
+	}
+	startKeel(t, masterArgs...)
+	waitHTTP(t, "http://"+master+"/health")
+	d.eventually("marathon API back", 30*time.Second, func() error {
+		_, err := d.marathon("GET", "/ping", nil, 200)
+		return err
+	})
+	// The agent re-registers and the framework reconciles: the one task is
+	// the old one, and it stays the only one.
+	d.eventually("old task adopted", 30*time.Second, func() error {
+		out, err := d.marathon("GET", "/v2/apps/steady", nil, 200)
+		if err != nil {
+			return err
+		}
+		var r marathon.AppResponse
+		json.Unmarshal(out, &r)
+		if len(r.App.Tasks) != 1 || r.App.Tasks[0].ID != before || r.App.Tasks[0].State != "TASK_RUNNING" {
+			return fmt.Errorf("tasks after restart: %s", out)
+		}
+		return nil
+	})
+	// With allocation every 100ms, a duplicate launch would show within 2s.
+	d.consistently("one task, the old one", 2*time.Second, func() error {
+		out, err := d.marathon("GET", "/v2/apps/steady", nil, 200)
+		if err != nil {
+			return err
+		}
+		var r marathon.AppResponse
+		json.Unmarshal(out, &r)
+		if len(r.App.Tasks) != 1 || r.App.Tasks[0].ID != before {
+			return fmt.Errorf("task replaced or duplicated by the restart: %s", out)
+		}
+		return nil
+	})
+	if n := countProcs(t, marker); n != pids {
+		t.Fatalf("task processes: %d before the restart, %d after", pids, n)
+	}
+}
