@@ -23,6 +23,7 @@ import (
 
 	"github.com/keelhq/keel/api/agent"
 	"github.com/keelhq/keel/api/mesos"
+	"github.com/keelhq/keel/internal/reconnect"
 	"github.com/keelhq/keel/mesosclient"
 )
 
@@ -196,31 +197,18 @@ func (a *Agent) connected() bool {
 	return a.streamID != ""
 }
 
-// connectLoop keeps a subscription to the master, reconnecting with
-// jittered exponential backoff.
+// connectLoop keeps a subscription to the master.
 func (a *Agent) connectLoop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		start := time.Now()
+	reconnect.Loop(ctx, func(ctx context.Context) error {
 		err := a.subscribe(ctx)
 		a.metrics.connected.Set(0)
 		a.mu.Lock()
 		a.streamID = ""
 		a.mu.Unlock()
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(start) > 10*time.Second {
-			backoff = 100 * time.Millisecond
-		}
-		a.log.Warn("master connection lost", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff + rand.N(backoff/2+1)):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
+		return err
+	}, func(err error, wait time.Duration) {
+		a.log.Warn("master connection lost", "err", err, "retry_in", wait)
+	})
 }
 
 func (a *Agent) subscribe(ctx context.Context) error {

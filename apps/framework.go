@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os/user"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/keelhq/keel/api/marathon"
 	"github.com/keelhq/keel/api/mesos"
+	"github.com/keelhq/keel/internal/reconnect"
 )
 
 // Master is the framework's connection to the leading master, with the
@@ -203,29 +203,17 @@ func (f *Framework) frameworkInfo() mesos.FrameworkInfo {
 	return info
 }
 
-// subscribeLoop keeps a subscription, reconnecting with jittered backoff.
+// subscribeLoop keeps a subscription to the master.
 func (f *Framework) subscribeLoop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		start := time.Now()
+	reconnect.Loop(ctx, func(ctx context.Context) error {
 		err := f.cfg.Master.Subscribe(ctx, f.frameworkInfo(), func(ev mesos.Event) { f.handle(ctx, ev) })
 		f.mu.Lock()
 		f.connected = false
 		f.mu.Unlock()
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(start) > 10*time.Second {
-			backoff = 100 * time.Millisecond
-		}
-		f.log.Warn("master subscription lost", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff + mrand.N(backoff/2+1)):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
+		return err
+	}, func(err error, wait time.Duration) {
+		f.log.Warn("master subscription lost", "err", err, "retry_in", wait)
+	})
 }
 
 // tickLoop revives offers when demand is waiting (new apps, expired backoffs).

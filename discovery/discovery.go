@@ -3,7 +3,6 @@ package discovery
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keelhq/keel/api/mesos"
+	"github.com/keelhq/keel/internal/reconnect"
 	"github.com/keelhq/keel/mesosclient"
 	"github.com/keelhq/keel/snapshot"
 )
@@ -120,25 +120,13 @@ func (d *Discovery) Run(ctx context.Context) error {
 		defer wg.Done()
 		d.publishLoop(ctx)
 	}()
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		start := time.Now()
+	reconnect.Loop(ctx, func(ctx context.Context) error {
 		err := d.op.Subscribe(ctx, d.cfg.Idle, d.handle)
 		d.connected.Set(0)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if time.Since(start) > 10*time.Second {
-			backoff = 100 * time.Millisecond
-		}
-		d.log.Warn("master event stream lost; serving last snapshot", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff + rand.N(backoff/2+1)):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
+		return err
+	}, func(err error, wait time.Duration) {
+		d.log.Warn("master event stream lost; serving last snapshot", "err", err, "retry_in", wait)
+	})
 	return nil
 }
 

@@ -64,10 +64,7 @@ func runAgent(ctx context.Context, args []string) error {
 	f.register(fs, "127.0.0.1")
 	fs.StringVar(&f.master, "master", "", "master to register with (host:port)")
 	fs.StringVar(&f.workDir, "work_dir", "/var/lib/keel/agent", "directory of sandboxes and agent state")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	log, err := c.logger()
+	log, err := c.setup(fs, args)
 	if err != nil {
 		return err
 	}

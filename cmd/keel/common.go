@@ -53,6 +53,14 @@ func (c *common) parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// setup parses args into fs (config file included) and returns the logger.
+func (c *common) setup(fs *flag.FlagSet, args []string) (*slog.Logger, error) {
+	if err := c.parse(fs, args); err != nil {
+		return nil, err
+	}
+	return c.logger()
+}
+
 func (c *common) logger() (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {

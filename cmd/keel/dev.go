@@ -27,10 +27,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.IntVar(&af.port, "agent_port", 5051, "port of the agent's HTTP endpoints")
 	fs.StringVar(&af.resources, "resources", "", `agent resources (default: detected, ports [31000-32000])`)
 	fs.StringVar(&af.attributes, "attributes", "", `agent attributes, e.g. "rack:r1"`)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	log, err := c.logger()
+	log, err := c.setup(fs, args)
 	if err != nil {
 		return err
 	}

@@ -87,10 +87,7 @@ func runGateway(ctx context.Context, args []string) error {
 	f.register(fs, false)
 	fs.StringVar(&f.master, "master", "", "master to follow (host:port)")
 	fs.StringVar(&f.workDir, "work_dir", "/var/lib/keel/gateway", "directory of the gateway's saved state")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	log, err := c.logger()
+	log, err := c.setup(fs, args)
 	if err != nil {
 		return err
 	}

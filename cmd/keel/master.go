@@ -54,10 +54,7 @@ func runMaster(ctx context.Context, args []string) error {
 	c.register(fs)
 	f.register(fs, "0.0.0.0")
 	fs.StringVar(&f.workDir, "work_dir", "/var/lib/keel", "directory of the master's durable state")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	log, err := c.logger()
+	log, err := c.setup(fs, args)
 	if err != nil {
 		return err
 	}
