@@ -23,6 +23,7 @@ func TestCLIErrors(t *testing.T) {
 	}{
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"unknown flag", []string{"master", "--bogus"}, "flag provided but not defined: -bogus"},
+		{"bad weights", []string{"master", "--weights", "prod=-1", "--work_dir", t.TempDir()}, "want role=positive number"},
 		{"bad duration", []string{"master", "--allocation_interval", "soon"}, "allocation_interval"},
 		{"agent without master", []string{"agent", "--work_dir", t.TempDir()}, "--master is required"},
 		{"bad resources", []string{"agent", "--master", "127.0.0.1:1", "--resources", "cpus:lots"}, "bad scalar"},

@@ -31,7 +31,7 @@ func (m *Master) allocate(now time.Time) {
 	if m.closing {
 		return
 	}
-	st := allocator.State{Now: now}
+	st := allocator.State{Now: now, Weights: m.cfg.Weights}
 	for id, a := range m.agents {
 		if a.conn == nil {
 			continue

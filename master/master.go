@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +46,8 @@ type Config struct {
 	// kept before they are marked unreachable (default 75s, Mesos' 15s ping
 	// timeout times 5).
 	AgentReregisterTimeout time.Duration
+	// Weights of roles for the allocator (Mesos' --weights); default 1.
+	Weights map[string]float64
 	// Version is reported by /version and GET_VERSION.
 	Version string
 	// Registerer and Gatherer are for metrics; nil disables them.
@@ -349,3 +352,21 @@ func (m *Master) disarmTimer(name string) {
 func nowSeconds() float64 { return float64(time.Now().UnixNano()) / 1e9 }
 
 func timeSince(t time.Time) float64 { return time.Since(t).Seconds() }
+
+// ParseWeights parses Mesos' --weights syntax: "role1=2,role2=3.5".
+func ParseWeights(s string) (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		role, w, ok := strings.Cut(item, "=")
+		v, err := strconv.ParseFloat(strings.TrimSpace(w), 64)
+		if !ok || strings.TrimSpace(role) == "" || err != nil || v <= 0 {
+			return nil, fmt.Errorf("master: weights: %q: want role=positive number", item)
+		}
+		out[strings.TrimSpace(role)] = v
+	}
+	return out, nil
+}

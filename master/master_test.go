@@ -302,10 +302,33 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+	// GET_ROLES answers with the default role.
+	resp0, err := http.Post(url+"/api/v1", "application/json", strings.NewReader(`{"type":"GET_ROLES"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roles mesos.OperatorResponse
+	json.NewDecoder(resp0.Body).Decode(&roles)
+	resp0.Body.Close()
+	if roles.GetRoles == nil || roles.GetRoles.Roles == nil {
+		t.Fatalf("GET_ROLES: %+v", roles)
+	}
 	// The master still answers.
 	resp, err := http.Get(url + "/master/state")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("state after bad input: %v %v", err, resp)
 	}
 	resp.Body.Close()
+}
+
+func TestParseWeights(t *testing.T) {
+	w, err := master.ParseWeights("prod=3, dev=1.5")
+	if err != nil || w["prod"] != 3 || w["dev"] != 1.5 {
+		t.Fatalf("%v %v", w, err)
+	}
+	for _, bad := range []string{"prod", "prod=0", "=2", "prod=x"} {
+		if _, err := master.ParseWeights(bad); err == nil {
+			t.Errorf("%q: want error", bad)
+		}
+	}
 }

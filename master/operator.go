@@ -25,6 +25,10 @@ func (m *Master) handleOperator(w http.ResponseWriter, r *http.Request) {
 		resp.GetVersion = &mesos.GetVersion{VersionInfo: mesos.VersionInfo{Version: m.cfg.Version}}
 	case mesos.OpGetMaster:
 		resp.GetMaster = &mesos.GetMaster{MasterInfo: m.info}
+	case mesos.OpGetRoles:
+		m.mu.Lock()
+		resp.GetRoles = m.getRoles()
+		m.mu.Unlock()
 	case mesos.OpGetState, mesos.OpGetAgents, mesos.OpGetFrameworks, mesos.OpGetTasks:
 		m.mu.Lock()
 		st := m.getState()
@@ -121,4 +125,36 @@ func (m *Master) agentState(a *agentRec) mesos.AgentState {
 		RegisteredTime: &mesos.TimeInfo{Nanoseconds: a.registered.UnixNano()},
 		TotalResources: a.total, AllocatedResources: a.used, OfferedResources: a.offered,
 	}
+}
+
+// getRoles lists every role with a weight or a framework. Caller holds mu.
+func (m *Master) getRoles() *mesos.GetRoles {
+	roles := map[string]*mesos.Role{}
+	role := func(name string) *mesos.Role {
+		r := roles[name]
+		if r == nil {
+			w := m.cfg.Weights[name]
+			if w <= 0 {
+				w = 1
+			}
+			r = &mesos.Role{Name: name, Weight: w}
+			roles[name] = r
+		}
+		return r
+	}
+	for name := range m.cfg.Weights {
+		role(name)
+	}
+	for id, f := range m.frameworks {
+		r := role(frameworkRole(f.info))
+		r.Frameworks = append(r.Frameworks, mesos.ID{Value: id})
+		r.Resources = r.Resources.Plus(f.allocated)
+	}
+	out := &mesos.GetRoles{Roles: []mesos.Role{}}
+	for _, r := range roles {
+		sort.Slice(r.Frameworks, func(i, j int) bool { return r.Frameworks[i].Value < r.Frameworks[j].Value })
+		out.Roles = append(out.Roles, *r)
+	}
+	sort.Slice(out.Roles, func(i, j int) bool { return out.Roles[i].Name < out.Roles[j].Name })
+	return out
 }

@@ -9,6 +9,7 @@ const (
 	OpGetFrameworks = "GET_FRAMEWORKS"
 	OpGetTasks      = "GET_TASKS"
 	OpGetMaster     = "GET_MASTER"
+	OpGetRoles      = "GET_ROLES"
 	OpSubscribe     = "SUBSCRIBE"
 )
 
@@ -27,6 +28,20 @@ type OperatorResponse struct {
 	GetFrameworks *GetFrameworks `json:"get_frameworks,omitempty"`
 	GetTasks      *GetTasks      `json:"get_tasks,omitempty"`
 	GetMaster     *GetMaster     `json:"get_master,omitempty"`
+	GetRoles      *GetRoles      `json:"get_roles,omitempty"`
+}
+
+// GetRoles is Response.GetRoles.
+type GetRoles struct {
+	Roles []Role `json:"roles"`
+}
+
+// Role is a role with its weight, frameworks and allocation.
+type Role struct {
+	Name       string    `json:"name"`
+	Weight     float64   `json:"weight"`
+	Frameworks []ID      `json:"frameworks,omitempty"`
+	Resources  Resources `json:"resources,omitempty"`
 }
 
 // GetHealth is Response.GetHealth.

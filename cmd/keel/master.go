@@ -30,6 +30,7 @@ type masterFlags struct {
 	appsPort                   int
 	frameworkName              string
 	localPortMin, localPortMax int
+	weights                    string
 }
 
 func (f *masterFlags) register(fs *flag.FlagSet, ip string) {
@@ -45,6 +46,7 @@ func (f *masterFlags) register(fs *flag.FlagSet, ip string) {
 	fs.StringVar(&f.frameworkName, "framework_name", "marathon", "name of the apps framework (Mesos-DNS names are {app}.{framework_name}.mesos)")
 	fs.IntVar(&f.localPortMin, "local_port_min", 10000, "lowest service port the apps framework assigns")
 	fs.IntVar(&f.localPortMax, "local_port_max", 20000, "highest service port the apps framework assigns")
+	fs.StringVar(&f.weights, "weights", "", `role weights for fair sharing, e.g. "prod=3,dev=1" (default 1 each)`)
 }
 
 func runMaster(ctx context.Context, args []string) error {
@@ -69,6 +71,10 @@ func runMaster(ctx context.Context, args []string) error {
 // startMaster opens the store and starts the master and, with --apps, the
 // apps framework, on g.
 func startMaster(ctx context.Context, g *errgroup.Group, f masterFlags, reg *prometheus.Registry, log *slog.Logger) error {
+	weights, err := master.ParseWeights(f.weights)
+	if err != nil {
+		return err
+	}
 	store, err := coord.OpenBolt(f.workDir)
 	if err != nil {
 		return err
@@ -90,7 +96,7 @@ func startMaster(ctx context.Context, g *errgroup.Group, f masterFlags, reg *pro
 		return master.Run(ctx, master.Config{
 			Listen: hostPort(f.ip, f.port), IP: advertise, Hostname: f.hostname, Store: store,
 			AllocationInterval: f.allocationInterval, AgentReregisterTimeout: f.agentReregisterTimeout,
-			HeartbeatInterval: f.heartbeat, Version: version, Registerer: reg, Gatherer: reg, Logger: log,
+			HeartbeatInterval: f.heartbeat, Version: version, Weights: weights, Registerer: reg, Gatherer: reg, Logger: log,
 			OnListen: func(a net.Addr) { ready <- a.(*net.TCPAddr).String() },
 		})
 	})
