@@ -371,6 +371,9 @@ func (a *Agent) handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(st)
 	})
+	mux.HandleFunc("GET /files/browse", a.handleBrowse)
+	mux.HandleFunc("GET /files/read", a.handleRead)
+	mux.HandleFunc("GET /files/download", a.handleDownload)
 	if a.cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
