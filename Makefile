@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test test-deps vet dev clean
+.PHONY: all build test test-deps vet dev bench clean
 
 all: build
 
@@ -23,6 +23,11 @@ vet:
 
 dev:
 	$(GO) run ./cmd/keel dev
+
+# bench runs the benchmarks of ../shared/BENCH.md that exist so far.
+bench:
+	$(GO) test -run xxx -bench . -benchtime 20x ./allocator
+	$(GO) test -run xxx -bench Propagation -benchtime 1000x ./bench
 
 clean:
 	rm -rf bin
