@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,6 +135,9 @@ func New(cfg Config) (*Agent, error) {
 			a.port, _ = strconv.Atoi(p)
 		}
 	}
+	if b, err := os.ReadFile(a.idFile()); err == nil {
+		a.id = strings.TrimSpace(string(b))
+	}
 	a.updates = newUpdateManager(cfg.UpdateRetry, a.metrics)
 	if err := becomeSubreaper(); err != nil {
 		a.log.Warn("cannot become child subreaper; orphans of tasks are left to PID 1", "err", err)
@@ -189,6 +194,30 @@ func (a *Agent) Run(ctx context.Context) error {
 	<-sendDone
 	a.log.Info("agent stopped")
 	return err
+}
+
+// idFile holds the agent ID, so a restarted agent re-registers as itself.
+func (a *Agent) idFile() string { return filepath.Join(a.cfg.WorkDir, "agent.id") }
+
+// writeFileAtomic writes data to path through a synced temp file and a rename.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 func (a *Agent) connected() bool {
@@ -253,6 +282,9 @@ func (a *Agent) handle(ctx context.Context, stream string, ev agent.Event) {
 		first := a.id == ""
 		a.id, a.streamID = ev.Subscribed.AgentID.Value, stream
 		a.mu.Unlock()
+		if err := writeFileAtomic(a.idFile(), []byte(ev.Subscribed.AgentID.Value+"\n")); err != nil {
+			a.log.Error("could not checkpoint agent ID", "err", err)
+		}
 		id := ev.Subscribed.AgentID.Value
 		a.agentID.Store(&id)
 		a.metrics.connected.Set(1)

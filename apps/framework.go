@@ -66,6 +66,7 @@ type Config struct {
 
 const (
 	keyApps        = "apps/"
+	keyTasks       = "tasks/"
 	keyFramework   = "framework/id"
 	refuseSeconds  = 5.0
 	reviveInterval = time.Second
@@ -101,11 +102,29 @@ type taskState struct {
 	ips               []string
 	healthy           *bool
 	killing           bool
+	// unconfirmed marks a task loaded from the Store that the master has
+	// not reported on yet; it is reconciled explicitly until it is.
+	unconfirmed bool
 }
 
 // active reports whether a task counts as an instance: launched, not
-// being killed, not finished.
-func (t *taskState) active() bool { return !t.killing && !t.state.Terminal() }
+// being killed, not finished, not cut off on an unreachable agent.
+func (t *taskState) active() bool {
+	return !t.killing && !t.state.Terminal() && t.state != mesos.TaskUnreachable
+}
+
+// storedTask is the instance record kept in the Store from launch to end,
+// as Marathon keeps its instances: after a restart the framework knows its
+// tasks before the master tells it, so it never launches one twice.
+type storedTask struct {
+	ID      string    `json:"id"`
+	AppID   string    `json:"app_id"`
+	AgentID string    `json:"agent_id"`
+	Host    string    `json:"host"`
+	Ports   []int     `json:"ports,omitempty"`
+	Staged  time.Time `json:"staged"`
+	Version string    `json:"version"`
+}
 
 // Run serves the API and runs the framework until ctx is done.
 func Run(ctx context.Context, cfg Config) error {
@@ -149,6 +168,21 @@ func New(ctx context.Context, cfg Config) (*Framework, error) {
 			continue
 		}
 		f.apps[app.ID] = &appState{def: app, tasks: map[string]*taskState{}}
+	}
+	tasks, err := cfg.Store.List(ctx, keyTasks)
+	if err != nil {
+		return nil, fmt.Errorf("apps: load tasks: %w", err)
+	}
+	for key, b := range tasks {
+		var st storedTask
+		if err := json.Unmarshal(b, &st); err != nil {
+			f.log.Error("skipping unreadable task record", "key", key, "err", err)
+			continue
+		}
+		if a := f.apps[st.AppID]; a != nil {
+			a.tasks[st.ID] = &taskState{id: st.ID, agentID: st.AgentID, host: st.Host, ports: st.Ports,
+				state: mesos.TaskStaging, staged: st.Staged, version: st.Version, unconfirmed: true}
+		}
 	}
 	if ids, err := cfg.Store.List(ctx, keyFramework); err == nil {
 		f.frameworkID = string(ids[keyFramework])
@@ -233,7 +267,18 @@ func (f *Framework) tickLoop(ctx context.Context) {
 		if revive {
 			f.call(ctx, mesos.Call{Type: mesos.CallRevive})
 		}
+		// Mesos' reconciliation algorithm: ask again about tasks the master
+		// has not answered for (their agent may still be coming back).
+		if pending := f.reconcileList(true); len(pending) > 0 && f.isConnected() {
+			f.call(ctx, mesos.Call{Type: mesos.CallReconcile, Reconcile: &mesos.Reconcile{Tasks: pending}})
+		}
 	}
+}
+
+func (f *Framework) isConnected() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.connected
 }
 
 func (f *Framework) call(ctx context.Context, c mesos.Call) {
@@ -254,6 +299,11 @@ func (f *Framework) handle(ctx context.Context, ev mesos.Event) {
 			f.log.Error("could not persist framework ID", "err", err)
 		}
 		f.log.Info("subscribed", "framework_id", id)
+		// Explicit reconciliation of the tasks we know, then implicit for
+		// the ones we do not.
+		if known := f.knownTasks(); len(known) > 0 {
+			f.call(ctx, mesos.Call{Type: mesos.CallReconcile, Reconcile: &mesos.Reconcile{Tasks: known}})
+		}
 		f.call(ctx, mesos.Call{Type: mesos.CallReconcile, Reconcile: &mesos.Reconcile{}})
 		f.call(ctx, mesos.Call{Type: mesos.CallRevive})
 	case mesos.EventOffers:
@@ -265,6 +315,25 @@ func (f *Framework) handle(ctx context.Context, ev mesos.Event) {
 	case mesos.EventError:
 		f.log.Error("master reported an error", "message", ev.Error.Message)
 	}
+}
+
+// knownTasks lists the tasks of every app for explicit reconciliation.
+func (f *Framework) knownTasks() []mesos.ReconcileTask { return f.reconcileList(false) }
+
+// reconcileList lists tasks to reconcile: all of them, or only those the
+// master has not confirmed.
+func (f *Framework) reconcileList(unconfirmedOnly bool) []mesos.ReconcileTask {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []mesos.ReconcileTask
+	for _, a := range f.apps {
+		for _, t := range a.tasks {
+			if !unconfirmedOnly || t.unconfirmed {
+				out = append(out, mesos.ReconcileTask{TaskID: mesos.ID{Value: t.id}, AgentID: mesos.NewID(t.agentID)})
+			}
+		}
+	}
+	return out
 }
 
 // needs lists apps wanting more instances now, in ID order. Caller holds mu.
@@ -294,12 +363,22 @@ func (f *Framework) offer(ctx context.Context, o mesos.Offer) {
 	now := time.Now()
 	f.mu.Lock()
 	launches := place(o, f.needs(now), newTaskID)
+	var records []storedTask
 	for _, l := range launches {
 		a := f.apps[l.AppID]
 		a.tasks[l.Task.TaskID.Value] = &taskState{id: l.Task.TaskID.Value, agentID: o.AgentID.Value, host: o.Hostname,
 			ports: l.HostPorts, state: mesos.TaskStaging, staged: now, version: a.def.Version}
+		records = append(records, storedTask{ID: l.Task.TaskID.Value, AppID: l.AppID, AgentID: o.AgentID.Value,
+			Host: o.Hostname, Ports: l.HostPorts, Staged: now, Version: a.def.Version})
 	}
 	f.mu.Unlock()
+	// The record is durable before the launch is sent.
+	for _, r := range records {
+		b, _ := json.Marshal(r)
+		if err := f.cfg.Store.Put(ctx, keyTasks+r.ID, b); err != nil {
+			f.log.Error("could not persist task record; launching anyway", "task_id", r.ID, "err", err)
+		}
+	}
 	if len(launches) == 0 {
 		refuse := refuseSeconds
 		f.metrics.declined.Inc()
@@ -335,17 +414,19 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 			f.log.Info("adopted running task", "app", appID, "task_id", id)
 		}
 	}
+	gone := st.State.Terminal() || st.State == mesos.TaskUnknown
 	switch {
 	case t == nil:
 		// Not ours (its app is gone): it must not run.
-		kill = !st.State.Terminal()
-	case st.State.Terminal():
+		kill = !gone
+	case gone:
 		delete(a.tasks, id)
 		if !t.killing {
 			f.backoff(a, t, st)
 		}
 		f.wantOffers = true
 	default:
+		t.unconfirmed = false
 		t.state = st.State
 		if st.State == mesos.TaskRunning && t.started.IsZero() {
 			t.started = time.Now()
@@ -372,6 +453,11 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 	}
 	f.metrics.updates.WithLabelValues(string(st.State)).Inc()
 	f.mu.Unlock()
+	if gone {
+		if err := f.cfg.Store.Delete(ctx, keyTasks+id); err != nil {
+			f.log.Error("could not delete task record", "task_id", id, "err", err)
+		}
+	}
 	if len(st.UUID) > 0 && st.AgentID != nil {
 		f.call(ctx, mesos.Call{Type: mesos.CallAcknowledge, Acknowledge: &mesos.Acknowledge{AgentID: *st.AgentID, TaskID: st.TaskID, UUID: st.UUID}})
 	}

@@ -57,7 +57,7 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *ag
 	info.ID = mesos.NewID(id)
 	a.info, a.ip, a.version, a.total = info, sub.IP, sub.Version, info.Resources.Normalize()
 	a.pid = mesos.AgentPID(sub.IP, info.Port)
-	a.conn, a.streamID = c, c.id
+	a.conn, a.streamID, a.recovered = c, c.id, false
 	m.disarmTimer("agent/" + id)
 	// Release offers made on the old connection; they may be stale.
 	for oid, o := range m.offers {
@@ -69,7 +69,7 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *ag
 	c.send(agent.Event{Type: agent.EventSubscribed, Subscribed: &agent.Subscribed{AgentID: mesos.ID{Value: id}, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds()}})
 	m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventAgentAdded, AgentAdded: &mesos.AgentAdded{Agent: m.agentState(a)}})
 	m.mu.Unlock()
-	m.persist(keyAgents+id, info)
+	m.persist(keyAgents+id, storedAgent{Info: info, IP: sub.IP})
 	m.log.Info("agent subscribed", "agent_id", id, "hostname", info.Hostname, "ip", sub.IP, "resources", a.total.String(), "reregister", known)
 	m.metrics.subscriptions.WithLabelValues("agent").Inc()
 	m.kick()
@@ -142,26 +142,31 @@ func (m *Master) agentDisconnected(id string, c *conn) {
 		return
 	}
 	m.log.Warn("agent disconnected", "agent_id", id)
-	m.armTimer("agent/"+id, m.cfg.AgentReregisterTimeout, func() {
-		a, ok := m.agents[id]
-		if !ok || a.conn != nil {
-			return
+	m.armTimer("agent/"+id, m.cfg.AgentReregisterTimeout, func() { m.expireAgent(id) })
+}
+
+// expireAgent removes an agent that did not come back in time: its tasks
+// are reported unreachable (partition-aware frameworks) or lost. Caller
+// holds mu.
+func (m *Master) expireAgent(id string) {
+	a, ok := m.agents[id]
+	if !ok || a.conn != nil {
+		return
+	}
+	m.log.Warn("agent did not re-register in time; removing it", "agent_id", id)
+	for _, t := range m.tasks {
+		if t.task.AgentID.Value != id {
+			continue
 		}
-		m.log.Warn("agent did not re-register in time; removing it", "agent_id", id)
-		for _, t := range m.tasks {
-			if t.task.AgentID.Value != id {
-				continue
-			}
-			state := mesos.TaskLost
-			if f := m.frameworks[t.task.FrameworkID.Value]; f != nil && f.info.HasCapability(mesos.CapabilityPartitionAware) {
-				state = mesos.TaskUnreachable
-			}
-			m.applyStatus(t, masterStatus(t.task.TaskID, &t.task.AgentID, state, mesos.ReasonAgentDisconnected, "Agent disconnected"), true)
+		state := mesos.TaskLost
+		if f := m.frameworks[t.task.FrameworkID.Value]; f != nil && f.info.HasCapability(mesos.CapabilityPartitionAware) {
+			state = mesos.TaskUnreachable
 		}
-		delete(m.agents, id)
-		go m.unpersist(keyAgents + id)
-		m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventAgentRemoved, AgentRemoved: &mesos.AgentRemoved{AgentID: mesos.ID{Value: id}}})
-	})
+		m.applyStatus(t, masterStatus(t.task.TaskID, &t.task.AgentID, state, mesos.ReasonAgentDisconnected, "Agent disconnected"), true)
+	}
+	delete(m.agents, id)
+	go m.unpersist(keyAgents + id)
+	m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventAgentRemoved, AgentRemoved: &mesos.AgentRemoved{AgentID: mesos.ID{Value: id}}})
 }
 
 // agentUpdate applies a status update from an agent.

@@ -85,6 +85,9 @@ type Master struct {
 }
 
 type agentRec struct {
+	// recovered is set for an agent loaded from the registry at start that
+	// has not re-registered yet: its tasks are unknown, not gone.
+	recovered  bool
 	info       mesos.AgentInfo
 	ip         string
 	pid        string
@@ -289,10 +292,42 @@ func (m *Master) recover(ctx context.Context) error {
 		m.frameworks[info.ID.Value] = &fwRec{info: info, recovered: true, registered: time.Now()}
 		m.armFailover(info.ID.Value)
 	}
-	if len(fws) > 0 {
-		m.log.Info("recovered registry", "frameworks", len(m.frameworks))
+	agents, err := m.cfg.Store.List(ctx, keyAgents)
+	if err != nil {
+		return fmt.Errorf("master: recover agents: %w", err)
+	}
+	for key, v := range agents {
+		var sa storedAgent
+		if err := json.Unmarshal(v, &sa); err != nil || sa.Info.ID == nil {
+			m.log.Warn("skipping unreadable agent record", "key", key, "err", err)
+			continue
+		}
+		id := sa.Info.ID.Value
+		m.agents[id] = &agentRec{recovered: true, info: sa.Info, ip: sa.IP, pid: mesos.AgentPID(sa.IP, sa.Info.Port),
+			total: sa.Info.Resources, registered: time.Now()}
+		m.armTimer("agent/"+id, m.cfg.AgentReregisterTimeout, func() { m.expireAgent(id) })
+	}
+	if len(fws)+len(agents) > 0 {
+		m.log.Info("recovered registry", "frameworks", len(m.frameworks), "agents", len(m.agents))
 	}
 	return nil
+}
+
+// storedAgent is an agent's registry record.
+type storedAgent struct {
+	Info mesos.AgentInfo `json:"agent_info"`
+	IP   string          `json:"ip"`
+}
+
+// recovering reports whether any agent from the registry has yet to
+// re-register. Caller holds mu.
+func (m *Master) recovering() bool {
+	for _, a := range m.agents {
+		if a.recovered {
+			return true
+		}
+	}
+	return false
 }
 
 // persist writes v under key; failures are logged (the in-memory state

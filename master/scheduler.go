@@ -412,6 +412,16 @@ func (m *Master) reconcile(f *fwRec, rec *mesos.Reconcile) {
 			send(t)
 			continue
 		}
+		// As Mesos: no answer while the task's agent (or, without an agent
+		// ID, any agent) from before a master restart has yet to come back;
+		// it will report the task when it does.
+		if rt.AgentID != nil {
+			if a := m.agents[rt.AgentID.Value]; a != nil && a.recovered {
+				continue
+			}
+		} else if m.recovering() {
+			continue
+		}
 		m.sendUpdate(f, masterStatus(rt.TaskID, rt.AgentID, unknownState(f.info), mesos.ReasonReconciliation, "Reconciliation: task is unknown"))
 	}
 }

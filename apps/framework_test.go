@@ -1,0 +1,167 @@
+package apps
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keelhq/keel/api/marathon"
+	"github.com/keelhq/keel/api/mesos"
+)
+
+// memStore is an in-memory Store.
+type memStore struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (s *memStore) Put(_ context.Context, k string, v []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[k] = append([]byte(nil), v...)
+	return nil
+}
+
+func (s *memStore) Delete(_ context.Context, k string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, k)
+	return nil
+}
+
+func (s *memStore) List(_ context.Context, prefix string) (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]byte{}
+	for k, v := range s.m {
+		if strings.HasPrefix(k, prefix) {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// fakeMaster records calls; the test feeds events through handle.
+type fakeMaster struct {
+	mu    sync.Mutex
+	calls []mesos.Call
+}
+
+func (m *fakeMaster) Subscribe(ctx context.Context, _ mesos.FrameworkInfo, _ func(mesos.Event)) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (m *fakeMaster) Call(_ context.Context, c mesos.Call) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls = append(m.calls, c)
+	return nil
+}
+
+func (m *fakeMaster) take() []mesos.Call {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := m.calls
+	m.calls = nil
+	return out
+}
+
+func offer(id string) mesos.Offer {
+	res, _ := mesos.ParseResources("cpus:4;mem:4096;ports:[31000-31100]")
+	return mesos.Offer{ID: mesos.ID{Value: id}, AgentID: mesos.ID{Value: "A1"}, Hostname: "h1", Resources: res}
+}
+
+func types(calls []mesos.Call) string {
+	var out []string
+	for _, c := range calls {
+		out = append(out, c.Type)
+	}
+	return strings.Join(out, ",")
+}
+
+func TestLaunchScaleAndRecover(t *testing.T) {
+	ctx := context.Background()
+	store := &memStore{m: map[string][]byte{}}
+	m := &fakeMaster{}
+	f, err := New(ctx, Config{Master: m, Store: store, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.handle(ctx, mesos.Event{Type: mesos.EventSubscribed, Subscribed: &mesos.Subscribed{FrameworkID: mesos.ID{Value: "FW"}}})
+	cmd, n := "serve", 2
+	if _, err := f.CreateApp(ctx, marathon.App{ID: "/web", Cmd: &cmd, Instances: &n, PortDefinitions: []marathon.PortDefinition{{}}}); err != nil {
+		t.Fatal(err)
+	}
+	m.take()
+	f.handle(ctx, mesos.Event{Type: mesos.EventOffers, Offers: &mesos.Offers{Offers: []mesos.Offer{offer("o1")}}})
+	calls := m.take()
+	if types(calls) != "ACCEPT" || len(calls[0].Accept.Operations[0].Launch.TaskInfos) != 2 {
+		t.Fatalf("want one ACCEPT launching 2, got %s", types(calls))
+	}
+	launched := calls[0].Accept.Operations[0].Launch.TaskInfos
+	if recs, _ := store.List(ctx, keyTasks); len(recs) != 2 {
+		t.Fatalf("task records: %d", len(recs))
+	}
+	// RUNNING is acknowledged; a full app declines further offers.
+	for _, ti := range launched {
+		f.handle(ctx, mesos.Event{Type: mesos.EventUpdate, Update: &mesos.Update{Status: mesos.TaskStatus{TaskID: ti.TaskID,
+			State: mesos.TaskRunning, AgentID: mesos.NewID("A1"), UUID: []byte("u")}}})
+	}
+	if got := types(m.take()); got != "ACKNOWLEDGE,ACKNOWLEDGE" {
+		t.Fatalf("acks: %s", got)
+	}
+	f.handle(ctx, mesos.Event{Type: mesos.EventOffers, Offers: &mesos.Offers{Offers: []mesos.Offer{offer("o2")}}})
+	if got := types(m.take()); got != "DECLINE" {
+		t.Fatalf("full app: %s", got)
+	}
+
+	// A new framework on the same store (a restart) knows both tasks before
+	// the master says anything: it reconciles them and launches nothing.
+	m2 := &fakeMaster{}
+	f2, err := New(ctx, Config{Master: m2, Store: store, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2.handle(ctx, mesos.Event{Type: mesos.EventSubscribed, Subscribed: &mesos.Subscribed{FrameworkID: mesos.ID{Value: "FW"}}})
+	calls = m2.take()
+	if types(calls) != "RECONCILE,RECONCILE,REVIVE" || len(calls[0].Reconcile.Tasks) != 2 {
+		t.Fatalf("after restart: %s", types(calls))
+	}
+	f2.handle(ctx, mesos.Event{Type: mesos.EventOffers, Offers: &mesos.Offers{Offers: []mesos.Offer{offer("o3")}}})
+	if got := types(m2.take()); got != "DECLINE" {
+		t.Fatalf("launched before reconciliation: %s", got)
+	}
+	if got := len(f2.reconcileList(true)); got != 2 {
+		t.Fatalf("unconfirmed: %d", got)
+	}
+	// One is confirmed running, the other is unknown to the master: only
+	// that one is replaced.
+	f2.handle(ctx, mesos.Event{Type: mesos.EventUpdate, Update: &mesos.Update{Status: mesos.TaskStatus{TaskID: launched[0].TaskID,
+		State: mesos.TaskRunning, AgentID: mesos.NewID("A1"), Reason: mesos.ReasonReconciliation}}})
+	f2.handle(ctx, mesos.Event{Type: mesos.EventUpdate, Update: &mesos.Update{Status: mesos.TaskStatus{TaskID: launched[1].TaskID,
+		State: mesos.TaskUnknown, AgentID: mesos.NewID("A1"), Reason: mesos.ReasonReconciliation}}})
+	m2.take()
+	f2.mu.Lock()
+	f2.apps["/web"].delayUntil = time.Time{} // skip the relaunch backoff
+	f2.mu.Unlock()
+	f2.handle(ctx, mesos.Event{Type: mesos.EventOffers, Offers: &mesos.Offers{Offers: []mesos.Offer{offer("o4")}}})
+	calls = m2.take()
+	if types(calls) != "ACCEPT" || len(calls[0].Accept.Operations[0].Launch.TaskInfos) != 1 {
+		t.Fatalf("replacement: %s", types(calls))
+	}
+	// Scale down to 1: the youngest task is killed.
+	one := 1
+	if _, err := f2.UpdateApp(ctx, marathon.App{ID: "/web", Instances: &one}); err != nil {
+		t.Fatal(err)
+	}
+	calls = m2.take()
+	if types(calls) != "KILL" {
+		t.Fatalf("scale down: %s", types(calls))
+	}
+	if calls[0].Kill.TaskID == launched[0].TaskID {
+		t.Fatal("scale down killed the oldest task")
+	}
+}
