@@ -59,11 +59,7 @@ func (f *agentFlags) config(masterURL string, reg *prometheus.Registry, log *slo
 func runAgent(ctx context.Context, args []string) error {
 	var c common
 	var f agentFlags
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
-	c.register(fs)
-	f.register(fs, "127.0.0.1")
-	fs.StringVar(&f.master, "master", "", "master to register with (host:port)")
-	fs.StringVar(&f.workDir, "work_dir", "/var/lib/keel/agent", "directory of sandboxes and agent state")
+	fs := agentFlagSet(&c, &f)
 	log, err := c.setup(fs, args)
 	if err != nil {
 		return err
@@ -77,6 +73,15 @@ func runAgent(ctx context.Context, args []string) error {
 		return err
 	}
 	return runAgentd(ctx, cfg)
+}
+
+func agentFlagSet(c *common, f *agentFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	c.register(fs)
+	f.register(fs, "127.0.0.1")
+	fs.StringVar(&f.master, "master", "", "master to register with (host:port)")
+	fs.StringVar(&f.workDir, "work_dir", "/var/lib/keel/agent", "directory of sandboxes and agent state")
+	return fs
 }
 
 func runAgentd(ctx context.Context, cfg agentd.Config) error { return agentd.Run(ctx, cfg) }

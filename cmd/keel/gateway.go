@@ -82,11 +82,7 @@ func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, master
 func runGateway(ctx context.Context, args []string) error {
 	var c common
 	var f gatewayFlags
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	c.register(fs)
-	f.register(fs, false)
-	fs.StringVar(&f.master, "master", "", "master to follow (host:port)")
-	fs.StringVar(&f.workDir, "work_dir", "/var/lib/keel/gateway", "directory of the gateway's saved state")
+	fs := gatewayFlagSet(&c, &f)
 	log, err := c.setup(fs, args)
 	if err != nil {
 		return err
@@ -100,4 +96,13 @@ func runGateway(ctx context.Context, args []string) error {
 		return err
 	}
 	return g.Wait()
+}
+
+func gatewayFlagSet(c *common, f *gatewayFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	c.register(fs)
+	f.register(fs, false)
+	fs.StringVar(&f.master, "master", "", "master to follow (host:port)")
+	fs.StringVar(&f.workDir, "work_dir", "/var/lib/keel/gateway", "directory of the gateway's saved state")
+	return fs
 }

@@ -52,10 +52,7 @@ func (f *masterFlags) register(fs *flag.FlagSet, ip string) {
 func runMaster(ctx context.Context, args []string) error {
 	var c common
 	var f masterFlags
-	fs := flag.NewFlagSet("master", flag.ContinueOnError)
-	c.register(fs)
-	f.register(fs, "0.0.0.0")
-	fs.StringVar(&f.workDir, "work_dir", "/var/lib/keel", "directory of the master's durable state")
+	fs := masterFlagSet(&c, &f)
 	log, err := c.setup(fs, args)
 	if err != nil {
 		return err
@@ -66,6 +63,14 @@ func runMaster(ctx context.Context, args []string) error {
 		return err
 	}
 	return g.Wait()
+}
+
+func masterFlagSet(c *common, f *masterFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("master", flag.ContinueOnError)
+	c.register(fs)
+	f.register(fs, "0.0.0.0")
+	fs.StringVar(&f.workDir, "work_dir", "/var/lib/keel", "directory of the master's durable state")
+	return fs
 }
 
 // startMaster opens the store and starts the master and, with --apps, the
