@@ -56,6 +56,13 @@ type Config struct {
 	Logger   *slog.Logger
 	// Version is reported to the master.
 	Version string
+	// KillTasksOnExit kills every task when Run returns (keel dev). Without
+	// it tasks outlive the agent, as with Mesos, and the next agent on the
+	// same work dir re-attaches to them.
+	KillTasksOnExit bool
+	// Cleanup kills the tasks of a previous run at start instead of
+	// re-attaching to them (Mesos' --recover=cleanup).
+	Cleanup bool
 }
 
 // Agent is a running agent.
@@ -75,6 +82,7 @@ type Agent struct {
 	streamID string
 	tasks    map[string]*task // live tasks by ID
 	stopping bool             // set at shutdown: no new launches
+	detached chan struct{}    // closed when the agent exits leaving tasks running
 	wg       sync.WaitGroup   // task process waiters
 }
 
@@ -123,6 +131,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: log.With("component", "agent"), metrics: newMetrics(cfg.Registerer), tasks: map[string]*task{},
+		detached: make(chan struct{}),
 		hc: &http.Client{Transport: &http.Transport{
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 			ResponseHeaderTimeout: 10 * time.Second,
@@ -138,7 +147,14 @@ func New(cfg Config) (*Agent, error) {
 	if b, err := os.ReadFile(a.idFile()); err == nil {
 		a.id = strings.TrimSpace(string(b))
 	}
-	a.updates = newUpdateManager(cfg.UpdateRetry, a.metrics)
+	a.updates = newUpdateManager(cfg.UpdateRetry, a.metrics, filepath.Join(a.metaDir(), "updates.json"))
+	if err := os.MkdirAll(a.metaDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("agentd: work dir: %w", err)
+	}
+	if err := a.updates.load(); err != nil {
+		a.log.Error("could not load pending status updates", "err", err)
+	}
+	a.recoverTasks(cfg.Cleanup)
 	if err := becomeSubreaper(); err != nil {
 		a.log.Warn("cannot become child subreaper; orphans of tasks are left to PID 1", "err", err)
 	}
@@ -180,7 +196,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { a.connectLoop(connCtx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
-		a.killAll()
+		if a.cfg.KillTasksOnExit {
+			a.killAll()
+		} else {
+			a.mu.Lock()
+			a.stopping = true
+			a.mu.Unlock()
+			close(a.detached)
+		}
 		a.wg.Wait()
 		flush, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if a.connected() {

@@ -22,8 +22,11 @@ type task struct {
 	state   mesos.TaskState
 	sandbox string
 	pid     int
-	killing bool
-	done    chan struct{} // closed when the process is reaped
+	// startTime is the process's /proc start time, which tells it apart
+	// from a later process that reuses the pid.
+	startTime uint64
+	killing   bool
+	done      chan struct{} // closed when the process is reaped
 }
 
 func (t *task) mesosTask(agentID string) mesos.Task {
@@ -95,9 +98,13 @@ func (a *Agent) launch(ctx context.Context, l *agent.Launch) {
 		return
 	}
 	t.pid = cmd.Process.Pid
+	t.startTime = processStartTime(t.pid)
 	a.status(t, mesos.TaskRunning, "", "")
 	a.wg.Add(1)
 	a.mu.Unlock()
+	if err := a.checkpointTask(t); err != nil {
+		a.log.Error("could not checkpoint task; it will not survive an agent restart", "task_id", t.info.TaskID.Value, "err", err)
+	}
 	a.metrics.launched.Inc()
 	a.metrics.running.Inc()
 	a.log.Info("task running", "task_id", t.info.TaskID.Value, "pid", t.pid, "sandbox", t.sandbox)
@@ -157,29 +164,40 @@ func (a *Agent) prepare(t *task) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// wait reaps the process and reports how it ended.
+// wait reaps the process and reports how it ended. It polls wait4 rather
+// than blocking in it, so that an agent exiting without killing its tasks
+// (they live on and are re-attached by its successor) can stop waiting.
 func (a *Agent) wait(t *task, cmd *exec.Cmd) {
 	defer a.wg.Done()
-	err := cmd.Wait()
-	cmd.Stdout.(*os.File).Close()
-	cmd.Stderr.(*os.File).Close()
+	defer cmd.Stdout.(*os.File).Close()
+	defer cmd.Stderr.(*os.File).Close()
+	var ws syscall.WaitStatus
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		pid, err := syscall.Wait4(t.pid, &ws, syscall.WNOHANG, nil)
+		if pid == t.pid || err != nil {
+			break
+		}
+		select {
+		case <-a.detached:
+			return
+		case <-tick.C:
+		}
+	}
 	a.metrics.running.Dec()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	close(t.done)
 	delete(a.tasks, t.info.TaskID.Value)
 	state, reason, msg := mesos.TaskFinished, "", "Command exited with status 0"
-	if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-		switch {
-		case t.killing:
-			state, reason, msg = mesos.TaskKilled, "", "Command terminated after kill"
-		case st.Signaled():
-			state, reason, msg = mesos.TaskFailed, mesos.ReasonCommandExecutorFailed, "Command terminated with signal "+st.Signal().String()
-		case st.ExitStatus() != 0:
-			state, reason, msg = mesos.TaskFailed, mesos.ReasonCommandExecutorFailed, fmt.Sprintf("Command exited with status %d", st.ExitStatus())
-		}
-	} else if err != nil {
-		state, reason, msg = mesos.TaskFailed, mesos.ReasonCommandExecutorFailed, err.Error()
+	switch {
+	case t.killing:
+		state, reason, msg = mesos.TaskKilled, "", "Command terminated after kill"
+	case ws.Signaled():
+		state, reason, msg = mesos.TaskFailed, mesos.ReasonCommandExecutorFailed, "Command terminated with signal "+ws.Signal().String()
+	case ws.ExitStatus() != 0:
+		state, reason, msg = mesos.TaskFailed, mesos.ReasonCommandExecutorFailed, fmt.Sprintf("Command exited with status %d", ws.ExitStatus())
 	}
 	// Leftovers of the process group (children of a shell) go with it,
 	// and are reaped here: the agent is their subreaper.
@@ -187,6 +205,7 @@ func (a *Agent) wait(t *task, cmd *exec.Cmd) {
 	a.metrics.terminations.WithLabelValues(string(state)).Inc()
 	a.log.Info("task ended", "task_id", t.info.TaskID.Value, "state", state, "message", msg)
 	a.status(t, state, reason, msg)
+	a.forgetTask(t.info.TaskID.Value)
 }
 
 // kill stops a task: TASK_KILLING (when the framework understands it),

@@ -3,6 +3,10 @@ package agentd
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -14,6 +18,7 @@ import (
 // It is plain data plus a lock, so persisting its queues later (agent
 // checkpointing) touches nothing else.
 type updateManager struct {
+	path    string // where the queues are saved ("" = nowhere)
 	retry   time.Duration
 	metrics *metrics
 	wake    chan struct{}
@@ -29,8 +34,59 @@ type pending struct {
 	sent   time.Time // zero: never sent (or must be sent again)
 }
 
-func newUpdateManager(retry time.Duration, m *metrics) *updateManager {
-	return &updateManager{retry: retry, metrics: m, wake: make(chan struct{}, 1), queues: map[string][]pending{}}
+func newUpdateManager(retry time.Duration, m *metrics, path string) *updateManager {
+	return &updateManager{path: path, retry: retry, metrics: m, wake: make(chan struct{}, 1), queues: map[string][]pending{}}
+}
+
+// savedUpdate is one queued update on disk.
+type savedUpdate struct {
+	FrameworkID mesos.ID         `json:"framework_id"`
+	Status      mesos.TaskStatus `json:"status"`
+}
+
+// save writes every queue to disk. Caller holds mu. An update is on disk
+// before it is first sent.
+func (u *updateManager) save() {
+	if u.path == "" {
+		return
+	}
+	var all []savedUpdate
+	for _, q := range u.queues {
+		for _, p := range q {
+			all = append(all, savedUpdate{FrameworkID: p.fid, Status: p.status})
+		}
+	}
+	b, err := json.Marshal(all)
+	if err == nil {
+		err = writeFileAtomic(u.path, b)
+	}
+	if err != nil {
+		slog.Error("agentd: could not save pending status updates", "err", err)
+	}
+}
+
+// load reads the queues saved by a previous run.
+func (u *updateManager) load() error {
+	b, err := os.ReadFile(u.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var all []savedUpdate
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	// Order within a task is kept: all was written queue by queue.
+	for _, s := range all {
+		id := s.Status.TaskID.Value
+		u.queues[id] = append(u.queues[id], pending{fid: s.FrameworkID, status: s.Status})
+		u.metrics.pending.Inc()
+	}
+	return nil
 }
 
 func (u *updateManager) push(fid mesos.ID, st mesos.TaskStatus) {
@@ -38,6 +94,7 @@ func (u *updateManager) push(fid mesos.ID, st mesos.TaskStatus) {
 	id := st.TaskID.Value
 	u.queues[id] = append(u.queues[id], pending{fid: fid, status: st})
 	u.metrics.pending.Inc()
+	u.save()
 	u.mu.Unlock()
 	u.poke()
 }
@@ -91,6 +148,7 @@ func (u *updateManager) ack(taskID string, uuid []byte) {
 	} else {
 		u.queues[taskID] = q
 	}
+	u.save()
 	if len(u.queues) == 0 && u.empty != nil {
 		close(u.empty)
 		u.empty = nil

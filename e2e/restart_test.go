@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -80,4 +82,81 @@ func TestMasterRestartKeepsTasks(t *testing.T) {
 	if n := countProcs(t, marker); n != pids {
 		t.Fatalf("task processes: %d before the restart, %d after", pids, n)
 	}
+	// keel agent leaves tasks running when it stops: clean up through the API.
+	if _, err := d.marathon("DELETE", "/v2/apps/steady", nil, 200); err != nil {
+		t.Fatal(err)
+	}
+	d.eventually("task gone", 30*time.Second, func() error {
+		if n := countProcs(t, marker); n != 0 {
+			return fmt.Errorf("%d task processes still running", n)
+		}
+		return nil
+	})
+}
+
+// TestAgentKill9KeepsTasks kills -9 a keel agent under a running app and
+// starts it again on the same work dir: it re-attaches to the task (same
+// process), the master and the apps framework see the same task running,
+// nothing is launched twice, and a later kill still works.
+func TestAgentKill9KeepsTasks(t *testing.T) {
+	need(t, "pgrep")
+	masterPort, marathonPort, ports := freePort(t), freePort(t), freeRange(t, 10)
+	startKeel(t, "master", "--ip", "127.0.0.1", "--port", fmt.Sprint(masterPort), "--marathon_port", fmt.Sprint(marathonPort),
+		"--work_dir", t.TempDir(), "--allocation_interval", "100ms", "--local_port_min", "30200", "--local_port_max", "30299")
+	master := fmt.Sprintf("127.0.0.1:%d", masterPort)
+	waitHTTP(t, "http://"+master+"/health")
+	agentDir := t.TempDir()
+	agentArgs := []string{"agent", "--master", master, "--ip", "127.0.0.1", "--port", "0", "--work_dir", agentDir,
+		"--resources", fmt.Sprintf("cpus:2;mem:512;disk:100;ports:[%d-%d]", ports, ports+9)}
+	ag := startKeel(t, agentArgs...)
+
+	d := &devCluster{t: t, marathonPort: marathonPort, exited: make(chan error)}
+	d.eventually("marathon API up", 30*time.Second, func() error {
+		_, err := d.marathon("GET", "/ping", nil, 200)
+		return err
+	})
+	marker := fmt.Sprintf("keel-agent-restart-%d", time.Now().UnixNano())
+	app := map[string]any{"id": "/survivor", "cmd": "python3 -c 'import time; time.sleep(1000)' " + marker, "cpus": 0.1, "mem": 16}
+	if _, err := d.marathon("POST", "/v2/apps", app, http.StatusCreated); err != nil {
+		t.Fatal(err)
+	}
+	before := d.waitRunning("/survivor", 1, false)[0].ID
+	pids := procIDs(t, marker)
+
+	ag.cmd.Process.Signal(syscall.SIGKILL)
+	<-ag.exited
+	if got := procIDs(t, marker); got != pids {
+		t.Fatalf("task processes changed when the agent died: %q -> %q", pids, got)
+	}
+	startKeel(t, agentArgs...)
+	d.consistently("same task, same process", 3*time.Second, func() error {
+		out, err := d.marathon("GET", "/v2/apps/survivor", nil, 200)
+		if err != nil {
+			return err
+		}
+		var r marathon.AppResponse
+		json.Unmarshal(out, &r)
+		if len(r.App.Tasks) != 1 || r.App.Tasks[0].ID != before || r.App.Tasks[0].State != "TASK_RUNNING" {
+			return fmt.Errorf("tasks after agent restart: %s", out)
+		}
+		if got := procIDs(t, marker); got != pids {
+			return fmt.Errorf("task processes %q, want %q", got, pids)
+		}
+		return nil
+	})
+	if _, err := d.marathon("DELETE", "/v2/apps/survivor", nil, 200); err != nil {
+		t.Fatal(err)
+	}
+	d.eventually("re-attached task killed", 30*time.Second, func() error {
+		if n := countProcs(t, marker); n != 0 {
+			return fmt.Errorf("%d task processes still running", n)
+		}
+		return nil
+	})
+}
+
+// procIDs lists the pids of processes whose command line contains marker.
+func procIDs(t *testing.T, marker string) string {
+	out, _ := exec.Command("pgrep", "-f", marker).Output()
+	return strings.Join(strings.Fields(string(out)), ",")
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -19,6 +20,7 @@ type agentFlags struct {
 	port                          int
 	resources, attributes         string
 	killGrace                     time.Duration
+	recover                       string
 }
 
 func (f *agentFlags) register(fs *flag.FlagSet, ip string) {
@@ -28,6 +30,7 @@ func (f *agentFlags) register(fs *flag.FlagSet, ip string) {
 	fs.StringVar(&f.resources, "resources", "", `resources to offer, e.g. "cpus:4;mem:8192;disk:10000;ports:[31000-32000]" (default: detected, ports [31000-32000])`)
 	fs.StringVar(&f.attributes, "attributes", "", `attributes, e.g. "rack:r1;zone:a"`)
 	fs.DurationVar(&f.killGrace, "executor_shutdown_grace_period", 3*time.Second, "time between SIGTERM and SIGKILL when a task has no kill policy")
+	fs.StringVar(&f.recover, "recover", "reconnect", "at start, re-attach to the tasks of a previous run (reconnect) or kill them (cleanup)")
 }
 
 func (f *agentFlags) config(masterURL string, reg *prometheus.Registry, log *slog.Logger) (agentd.Config, error) {
@@ -38,6 +41,13 @@ func (f *agentFlags) config(masterURL string, reg *prometheus.Registry, log *slo
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname, _ = os.Hostname()
+	}
+	switch f.recover {
+	case "reconnect":
+	case "cleanup":
+		cfg.Cleanup = true
+	default:
+		return cfg, fmt.Errorf("--recover: want reconnect or cleanup, got %q", f.recover)
 	}
 	if f.resources != "" {
 		rs, err := mesos.ParseResources(f.resources)

@@ -41,10 +41,13 @@ func runDev(ctx context.Context, args []string) error {
 	masterAddr := hostPort(mf.ip, mf.port)
 	url := "http://" + masterAddr
 	reg := newRegistry()
+	af.recover = "reconnect"
 	acfg, err := af.config(url, reg, log)
 	if err != nil {
 		return err
 	}
+	// keel dev leaves nothing running when it stops.
+	acfg.KillTasksOnExit = true
 	g, gctx := errgroup.WithContext(ctx)
 	if err := startMaster(gctx, g, mf, reg, log); err != nil {
 		return err
