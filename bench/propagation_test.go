@@ -34,6 +34,24 @@ import (
 //
 //	go test -run xxx -bench Propagation -benchtime 1000x ./bench
 func BenchmarkPropagation(b *testing.B) {
+	up, down := propagation(b, b.N, b.ResetTimer, b.StartTimer, b.StopTimer)
+	report(b, "running", up)
+	report(b, "killing", down)
+}
+
+// TestPropagation runs the benchmark's path a few times so it cannot rot:
+// every change must become visible (no timing is asserted).
+func TestPropagation(t *testing.T) {
+	nop := func() {}
+	up, down := propagation(t, 5, nop, nop, nop)
+	if len(up) != 5 || len(down) != 5 {
+		t.Fatalf("measured %d/%d changes", len(up), len(down))
+	}
+}
+
+// propagation runs n RUNNING/KILLING round trips and returns how long each
+// took to show; the timer hooks let a benchmark leave set-up out.
+func propagation(b testing.TB, n int, resetTimer, startTimer, stopTimer func()) (up, down []time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	store, err := coord.OpenBolt(b.TempDir())
@@ -74,13 +92,11 @@ func BenchmarkPropagation(b *testing.B) {
 		}
 	})
 
-	n := b.N
-	var up, down []time.Duration
 	dnsc := &mdns.Client{Timeout: time.Second}
 	hc := &http.Client{Timeout: time.Second}
-	b.ResetTimer()
+	resetTimer()
 	for i := 0; i < n; i++ {
-		b.StopTimer()
+		stopTimer()
 		name := fmt.Sprintf("t%d", i)
 		// Launch the task (the agent side stays silent until we say RUNNING).
 		o := <-offers
@@ -96,7 +112,7 @@ func BenchmarkPropagation(b *testing.B) {
 		}
 		ag.waitLaunch(b, name)
 		fqdn := name + ".marathon.mesos."
-		b.StartTimer()
+		startTimer()
 
 		start := time.Now()
 		ag.update(b, name, mesos.TaskRunning)
@@ -108,13 +124,12 @@ func BenchmarkPropagation(b *testing.B) {
 		waitFor(b, func() bool { return !resolves(dnsc, d.Addr(), fqdn) && routes(hc, httpPort, name) == 503 })
 		down = append(down, time.Since(start))
 
-		b.StopTimer()
+		stopTimer()
 		ag.update(b, name, mesos.TaskKilled)
-		b.StartTimer()
+		startTimer()
 	}
-	b.StopTimer()
-	report(b, "running", up)
-	report(b, "killing", down)
+	stopTimer()
+	return up, down
 }
 
 func report(b *testing.B, what string, ds []time.Duration) {
@@ -125,7 +140,7 @@ func report(b *testing.B, what string, ds []time.Duration) {
 	b.ReportMetric(q(1), what+"_max_ms")
 }
 
-func waitFor(b *testing.B, ok func() bool) {
+func waitFor(b testing.TB, ok func() bool) {
 	deadline := time.Now().Add(10 * time.Second)
 	for !ok() {
 		if time.Now().After(deadline) {
@@ -153,7 +168,7 @@ func routes(c *http.Client, port int, name string) int {
 	return resp.StatusCode
 }
 
-func freePort(b *testing.B) int {
+func freePort(b testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -169,7 +184,7 @@ type benchAgent struct {
 	fid             string
 }
 
-func newAgent(b *testing.B, ctx context.Context, url string) *benchAgent {
+func newAgent(b testing.TB, ctx context.Context, url string) *benchAgent {
 	a := &benchAgent{url: url, launches: make(chan string, 16)}
 	res, _ := mesos.ParseResources("cpus:1000;mem:1000;ports:[1-65535]")
 	body, _ := json.Marshal(agent.Call{Type: agent.CallSubscribe, Subscribe: &agent.Subscribe{
@@ -196,7 +211,7 @@ func newAgent(b *testing.B, ctx context.Context, url string) *benchAgent {
 	return a
 }
 
-func (a *benchAgent) waitLaunch(b *testing.B, id string) {
+func (a *benchAgent) waitLaunch(b testing.TB, id string) {
 	select {
 	case got := <-a.launches:
 		if got != id {
@@ -207,7 +222,7 @@ func (a *benchAgent) waitLaunch(b *testing.B, id string) {
 	}
 }
 
-func (a *benchAgent) update(b *testing.B, id string, state mesos.TaskState) {
+func (a *benchAgent) update(b testing.TB, id string, state mesos.TaskState) {
 	body, _ := json.Marshal(agent.Call{Type: agent.CallUpdate, AgentID: mesos.NewID(a.id), Update: &agent.Update{
 		FrameworkID: mesos.ID{Value: a.fid}, Status: mesos.TaskStatus{TaskID: mesos.ID{Value: id}, State: state, Source: mesos.SourceExecutor}}})
 	req, _ := http.NewRequest("POST", a.url+agent.Path, bytes.NewReader(body))
