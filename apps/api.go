@@ -41,6 +41,10 @@ func (f *Framework) Handler() http.Handler {
 	if f.cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(f.cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
+	if f.cfg.UI != nil {
+		mux.Handle("/ui/", http.StripPrefix("/ui", f.cfg.UI))
+		mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, code: 200}
 		mux.ServeHTTP(rec, r)

@@ -62,6 +62,8 @@ type Config struct {
 	Logger                     *slog.Logger
 	// Version is reported by /v2/info.
 	Version string
+	// UI, when set, is served under /ui/ (the apps page).
+	UI http.Handler
 }
 
 const (

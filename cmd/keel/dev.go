@@ -57,13 +57,13 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf(`keel dev %s: state in %s
-  Mesos API     %s
-  Marathon API  http://%s
+  Mesos API     %s   (cluster UI: %s/)
+  Marathon API  http://%s   (apps UI: http://%s/ui/)
   DNS           %s  (dig @%s -p %s leader.%s)
   HTTP proxy    http://%s
-  Admin         http://%s/metrics  /v1/routes  /v1/enumerate
+  Gateway       http://%s/  (UI)  /metrics  /v1/routes  /v1/enumerate
 Stop with Ctrl-C.
-`, version, *workDir, url, hostPort(mf.appsIP, mf.appsPort), gf.dnsAddr, host(gf.dnsAddr), port(gf.dnsAddr), gf.domain, gf.httpAddr, gf.adminAddr)
+`, version, *workDir, url, url, hostPort(mf.appsIP, mf.appsPort), hostPort(mf.appsIP, mf.appsPort), gf.dnsAddr, host(gf.dnsAddr), port(gf.dnsAddr), gf.domain, gf.httpAddr, gf.adminAddr)
 	err = g.Wait()
 	log.Info("keel dev stopped")
 	return err

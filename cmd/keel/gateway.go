@@ -16,6 +16,7 @@ import (
 	"github.com/keelhq/keel/discovery"
 	"github.com/keelhq/keel/dns"
 	"github.com/keelhq/keel/proxy"
+	"github.com/keelhq/keel/webui"
 )
 
 // gatewayFlags are the flags of keel gateway (Mesos-DNS and marathon-lb
@@ -72,6 +73,7 @@ func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, master
 	admin.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("OK\n")) })
 	d.RegisterHTTP(admin)
 	p.RegisterAdmin(admin)
+	admin.Handle("/", webui.Handler(webui.Gateway))
 	g.Go(func() error { return disc.Run(ctx) })
 	g.Go(func() error { return d.Run(ctx) })
 	g.Go(func() error { return p.Run(ctx) })

@@ -16,6 +16,7 @@ import (
 	"github.com/keelhq/keel/coord"
 	"github.com/keelhq/keel/master"
 	"github.com/keelhq/keel/mesosclient"
+	"github.com/keelhq/keel/webui"
 )
 
 // masterFlags are the flags of keel master (Mesos' names where Mesos has them).
@@ -101,7 +102,7 @@ func startMaster(ctx context.Context, g *errgroup.Group, f masterFlags, reg *pro
 		return master.Run(ctx, master.Config{
 			Listen: hostPort(f.ip, f.port), IP: advertise, Hostname: f.hostname, Store: store,
 			AllocationInterval: f.allocationInterval, AgentReregisterTimeout: f.agentReregisterTimeout,
-			HeartbeatInterval: f.heartbeat, Version: version, Weights: weights, Registerer: reg, Gatherer: reg, Logger: log,
+			HeartbeatInterval: f.heartbeat, Version: version, Weights: weights, Extra: webui.Handler(webui.Cluster), Registerer: reg, Gatherer: reg, Logger: log,
 			OnListen: func(a net.Addr) { ready <- a.(*net.TCPAddr).String() },
 		})
 	})
@@ -129,7 +130,7 @@ func startMaster(ctx context.Context, g *errgroup.Group, f masterFlags, reg *pro
 			Master: mesosclient.NewScheduler("http://" + net.JoinHostPort(host, port)), Store: store,
 			Listen: hostPort(f.appsIP, f.appsPort), FrameworkName: f.frameworkName, Hostname: hostname,
 			LocalPortMin: f.localPortMin, LocalPortMax: f.localPortMax,
-			Registerer: reg, Gatherer: reg, Logger: log,
+			Registerer: reg, Gatherer: reg, Logger: log, Version: version, UI: webui.Handler(webui.Apps),
 		})
 	})
 	return nil
