@@ -85,6 +85,16 @@ func TestQuickstart(t *testing.T) {
 		return nil
 	})
 
+	// The three pages are served by their daemons.
+	for _, u := range []struct{ url, title string }{
+		{fmt.Sprintf("http://127.0.0.1:%d/", d.masterPort), "Keel cluster"},
+		{fmt.Sprintf("http://127.0.0.1:%d/ui/", d.marathonPort), "Keel apps"},
+		{fmt.Sprintf("http://127.0.0.1:%d/", d.adminPort), "Keel gateway"},
+	} {
+		if body, err := get(u.url, ""); err != nil || !strings.Contains(body, "<title>"+u.title+"</title>") {
+			t.Fatalf("UI %s: %v", u.url, err)
+		}
+	}
 	checkMetrics(t, d, "keel_dns_queries_total", "keel_proxy_requests_total", "keel_master_tasks_launched_total",
 		"keel_agent_tasks_launched_total", "keel_gateway_events_total", "keel_master_tasks")
 
