@@ -26,8 +26,10 @@ dev:
 
 # bench runs the benchmarks of ../shared/BENCH.md that exist so far.
 bench:
+	./scripts/bench-deps.sh
 	$(GO) test -run xxx -bench . -benchtime 20x ./allocator
 	$(GO) test -run xxx -bench Propagation -benchtime 1000x ./bench
+	$(GO) run ./bench/cmd/proxybench run --pairs 3 --duration 10s
 
 clean:
 	rm -rf bin
