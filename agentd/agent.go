@@ -56,6 +56,10 @@ type Config struct {
 	Logger   *slog.Logger
 	// Version is reported to the master.
 	Version string
+	// KillingDrain is how long a task stays up between TASK_KILLING and its
+	// SIGTERM, so gateways stop sending it requests before it stops
+	// (default 1s; only for frameworks that understand TASK_KILLING).
+	KillingDrain time.Duration
 	// KillTasksOnExit kills every task when Run returns (keel dev). Without
 	// it tasks outlive the agent, as with Mesos, and the next agent on the
 	// same work dir re-attaches to them.
@@ -121,6 +125,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.KillGrace <= 0 {
 		cfg.KillGrace = 3 * time.Second
+	}
+	if cfg.KillingDrain < 0 {
+		cfg.KillingDrain = 0
 	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"

@@ -223,8 +223,10 @@ func (a *Agent) kill(k *agent.Kill) {
 		return
 	}
 	t.killing = true
+	drain := time.Duration(0)
 	if t.fwInfo.HasCapability(mesos.CapabilityTaskKillingState) {
 		a.status(t, mesos.TaskKilling, "", "")
+		drain = a.cfg.KillingDrain
 	}
 	a.mu.Unlock()
 	grace := a.cfg.KillGrace
@@ -234,8 +236,23 @@ func (a *Agent) kill(k *agent.Kill) {
 	if kp := k.KillPolicy; kp != nil && kp.GracePeriod != nil {
 		grace = time.Duration(kp.GracePeriod.Nanoseconds)
 	}
-	a.log.Info("killing task", "task_id", t.info.TaskID.Value, "grace", grace)
-	a.terminate(t, grace)
+	a.log.Info("killing task", "task_id", t.info.TaskID.Value, "drain", drain, "grace", grace)
+	if drain <= 0 {
+		a.terminate(t, grace)
+		return
+	}
+	// TASK_KILLING is on its way to the gateways; the task keeps serving
+	// its in-flight requests for the drain time before it is signalled.
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		select {
+		case <-t.done:
+		case <-a.detached:
+		case <-time.After(drain):
+			a.terminate(t, grace)
+		}
+	}()
 }
 
 // terminate signals t's process group and escalates after grace. It does

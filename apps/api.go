@@ -33,6 +33,7 @@ func (f *Framework) Handler() http.Handler {
 	mux.HandleFunc("POST /v2/apps", f.handleCreateApp)
 	mux.HandleFunc("/v2/apps/", f.handleApp)
 	mux.HandleFunc("GET /v2/tasks", f.handleTasks)
+	mux.HandleFunc("GET /v2/deployments", f.handleDeployments)
 	mux.HandleFunc("GET /v2/info", f.handleInfo)
 	mux.HandleFunc("GET /v2/leader", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"leader": f.cfg.Listen})
@@ -254,15 +255,9 @@ func (f *Framework) UpdateApp(ctx context.Context, upd marathon.App) (marathon.D
 	now := time.Now().UTC().Format(timeFormat)
 	next.Version = now
 	next.VersionInfo = &marathon.VersionInfo{LastScalingAt: now, LastConfigChangeAt: a.def.VersionInfo.LastConfigChangeAt}
-	var replace []*taskState
+	deployment := newUUID()
 	if changed {
 		next.VersionInfo.LastConfigChangeAt = now
-		for _, t := range a.tasks {
-			if t.active() {
-				t.killing = true
-				replace = append(replace, t)
-			}
-		}
 	}
 	if err := f.persist(ctx, next); err != nil {
 		f.mu.Unlock()
@@ -270,15 +265,18 @@ func (f *Framework) UpdateApp(ctx context.Context, upd marathon.App) (marathon.D
 	}
 	a.def = next
 	a.delay, a.delayUntil = 0, time.Time{}
+	if changed {
+		a.deployment, a.deployedAt = deployment, time.Now()
+	}
 	f.wantOffers = true
 	f.mu.Unlock()
 	f.log.Info("app updated", "app", next.ID, "instances", *next.Instances, "config_changed", changed)
-	f.killTasks(ctx, replace)
+	f.rollStep(ctx)
 	f.scaleDown(ctx)
-	return marathon.DeploymentResult{Version: now, DeploymentID: newUUID()}, nil
+	return marathon.DeploymentResult{Version: now, DeploymentID: deployment}, nil
 }
 
-// RestartApp replaces every task of the app.
+// RestartApp replaces every task of the app by a rolling upgrade.
 func (f *Framework) RestartApp(ctx context.Context, id string) (marathon.DeploymentResult, error) {
 	f.mu.Lock()
 	a, ok := f.apps[id]
@@ -286,17 +284,24 @@ func (f *Framework) RestartApp(ctx context.Context, id string) (marathon.Deploym
 		f.mu.Unlock()
 		return marathon.DeploymentResult{}, fmt.Errorf("%w: App '%s' does not exist", errNotFound, id)
 	}
-	var tasks []*taskState
-	for _, t := range a.tasks {
-		if t.active() {
-			t.killing = true
-			tasks = append(tasks, t)
-		}
+	// A restart is a rolling upgrade to the same definition.
+	now := time.Now().UTC().Format(timeFormat)
+	next := a.def
+	next.Version = now
+	vi := *a.def.VersionInfo
+	vi.LastConfigChangeAt = now
+	next.VersionInfo = &vi
+	if err := f.persist(ctx, next); err != nil {
+		f.mu.Unlock()
+		return marathon.DeploymentResult{}, err
 	}
+	a.def = next
+	a.deployment, a.deployedAt = newUUID(), time.Now()
+	id2 := a.deployment
 	f.wantOffers = true
 	f.mu.Unlock()
-	f.killTasks(ctx, tasks)
-	return marathon.DeploymentResult{Version: time.Now().UTC().Format(timeFormat), DeploymentID: newUUID()}, nil
+	f.rollStep(ctx)
+	return marathon.DeploymentResult{Version: now, DeploymentID: id2}, nil
 }
 
 // DeleteApp forgets the app and kills its tasks.
@@ -417,6 +422,9 @@ func (f *Framework) listApps(idFilter string, embedTasks bool) []marathon.App {
 func (f *Framework) view(a *appState, withTasks bool) marathon.App {
 	app := a.def
 	app.Deployments = []marathon.DeploymentRef{}
+	if a.deployment != "" {
+		app.Deployments = append(app.Deployments, marathon.DeploymentRef{ID: a.deployment})
+	}
 	app.LastTaskFailure = a.lastFailure
 	var tasks []marathon.Task
 	for _, t := range a.tasks {
@@ -468,4 +476,36 @@ func (f *Framework) taskView(a *appState, t *taskState) marathon.Task {
 		mt.IPAddresses = append(mt.IPAddresses, marathon.IPAddress{IPAddress: ip, Protocol: proto})
 	}
 	return mt
+}
+
+// deployment is one entry of GET /v2/deployments.
+type deployment struct {
+	ID             string           `json:"id"`
+	Version        string           `json:"version"`
+	AffectedApps   []string         `json:"affectedApps"`
+	CurrentStep    int              `json:"currentStep"`
+	TotalSteps     int              `json:"totalSteps"`
+	CurrentActions []deployAction   `json:"currentActions"`
+	Steps          [][]deployAction `json:"steps"`
+}
+
+type deployAction struct {
+	Action string `json:"action"`
+	App    string `json:"app"`
+}
+
+func (f *Framework) handleDeployments(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	out := []deployment{}
+	for id, a := range f.apps {
+		if a.deployment == "" {
+			continue
+		}
+		act := []deployAction{{Action: "RestartApplication", App: id}}
+		out = append(out, deployment{ID: a.deployment, Version: a.def.Version, AffectedApps: []string{id},
+			CurrentStep: 1, TotalSteps: 1, CurrentActions: act, Steps: [][]deployAction{act}})
+	}
+	f.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	writeJSON(w, http.StatusOK, out)
 }

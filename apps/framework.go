@@ -93,6 +93,50 @@ type appState struct {
 	delay       time.Duration // current launch backoff
 	delayUntil  time.Time
 	lastFailure *marathon.TaskFailure
+	// deployment is the ID of the rolling upgrade in progress ("" = none).
+	deployment string
+	deployedAt time.Time
+}
+
+// configVersion is the version of an app's definition that tasks carry:
+// it changes with the config, not with scaling.
+func configVersion(app marathon.App) string {
+	if app.VersionInfo != nil && app.VersionInfo.LastConfigChangeAt != "" {
+		return app.VersionInfo.LastConfigChangeAt
+	}
+	return app.Version
+}
+
+// rollout describes the app's deployment state. Caller holds mu.
+func (a *appState) rollout() rollout {
+	r := rollout{Instances: *a.def.Instances, MinHealth: defaultMinHealth, MaxOver: defaultMaxOver}
+	if us := a.def.UpgradeStrategy; us != nil {
+		if us.MinimumHealthCapacity != nil {
+			r.MinHealth = *us.MinimumHealthCapacity
+		}
+		if us.MaximumOverCapacity != nil {
+			r.MaxOver = *us.MaximumOverCapacity
+		}
+	}
+	cur := configVersion(a.def)
+	for _, t := range a.tasks {
+		if !t.active() {
+			continue
+		}
+		ready := t.state == mesos.TaskRunning && (t.healthy == nil || *t.healthy)
+		if t.version == cur {
+			r.New++
+			if ready {
+				r.NewReady++
+			}
+		} else {
+			r.Old++
+			if ready {
+				r.OldReady++
+			}
+		}
+	}
+	return r
 }
 
 type taskState struct {
@@ -269,6 +313,7 @@ func (f *Framework) tickLoop(ctx context.Context) {
 		if revive {
 			f.call(ctx, mesos.Call{Type: mesos.CallRevive})
 		}
+		f.rollStep(ctx)
 		// Mesos' reconciliation algorithm: ask again about tasks the master
 		// has not answered for (their agent may still be coming back).
 		if pending := f.reconcileList(true); len(pending) > 0 && f.isConnected() {
@@ -345,13 +390,13 @@ func (f *Framework) needs(now time.Time) []need {
 		if now.Before(a.delayUntil) {
 			continue
 		}
-		active := 0
-		for _, t := range a.tasks {
-			if t.active() {
-				active++
-			}
+		var n int
+		if r := a.rollout(); r.Old > 0 {
+			n, _ = r.step()
+		} else {
+			n = *a.def.Instances - r.New
 		}
-		if n := *a.def.Instances - active; n > 0 {
+		if n > 0 {
 			def := a.def
 			out = append(out, need{App: &def, Count: n})
 		}
@@ -369,9 +414,9 @@ func (f *Framework) offer(ctx context.Context, o mesos.Offer) {
 	for _, l := range launches {
 		a := f.apps[l.AppID]
 		a.tasks[l.Task.TaskID.Value] = &taskState{id: l.Task.TaskID.Value, agentID: o.AgentID.Value, host: o.Hostname,
-			ports: l.HostPorts, state: mesos.TaskStaging, staged: now, version: a.def.Version}
+			ports: l.HostPorts, state: mesos.TaskStaging, staged: now, version: configVersion(a.def)}
 		records = append(records, storedTask{ID: l.Task.TaskID.Value, AppID: l.AppID, AgentID: o.AgentID.Value,
-			Host: o.Hostname, Ports: l.HostPorts, Staged: now, Version: a.def.Version})
+			Host: o.Hostname, Ports: l.HostPorts, Staged: now, Version: configVersion(a.def)})
 	}
 	f.mu.Unlock()
 	// The record is durable before the launch is sent.
@@ -411,7 +456,7 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 		t = a.tasks[id]
 		if t == nil && !st.State.Terminal() && st.AgentID != nil {
 			// A task we launched before a restart: adopt it.
-			t = &taskState{id: id, agentID: st.AgentID.Value, state: st.State, staged: time.Now(), version: a.def.Version}
+			t = &taskState{id: id, agentID: st.AgentID.Value, state: st.State, staged: time.Now(), version: configVersion(a.def)}
 			a.tasks[id] = t
 			f.log.Info("adopted running task", "app", appID, "task_id", id)
 		}
@@ -466,6 +511,7 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 	if kill {
 		f.call(ctx, mesos.Call{Type: mesos.CallKill, Kill: &mesos.Kill{TaskID: st.TaskID, AgentID: st.AgentID}})
 	}
+	f.rollStep(ctx)
 	f.scaleDown(ctx)
 }
 
@@ -489,6 +535,9 @@ func (f *Framework) scaleDown(ctx context.Context) {
 	var kills []mesos.Kill
 	f.mu.Lock()
 	for _, a := range f.apps {
+		if a.rollout().Old > 0 {
+			continue // a rolling upgrade decides what goes
+		}
 		var active []*taskState
 		for _, t := range a.tasks {
 			if t.active() {
@@ -516,6 +565,49 @@ func (f *Framework) scaleDown(ctx context.Context) {
 		f.log.Info("killing surplus task", "task_id", k.TaskID.Value)
 		f.call(ctx, mesos.Call{Type: mesos.CallKill, Kill: &k})
 	}
+}
+
+// rollStep advances every rolling upgrade: it kills the old tasks the plan
+// lets go (those not ready first, then the oldest) and ends deployments
+// that are done. Launches happen on offers (needs).
+func (f *Framework) rollStep(ctx context.Context) {
+	var kills []*taskState
+	f.mu.Lock()
+	for id, a := range f.apps {
+		r := a.rollout()
+		if r.Old == 0 {
+			if a.deployment != "" && r.NewReady >= r.Instances {
+				f.log.Info("deployment finished", "app", id, "deployment", a.deployment, "took", time.Since(a.deployedAt).Round(time.Millisecond))
+				a.deployment = ""
+			}
+			continue
+		}
+		_, n := r.step()
+		if n == 0 {
+			continue
+		}
+		cur := configVersion(a.def)
+		var old []*taskState
+		for _, t := range a.tasks {
+			if t.active() && t.version != cur {
+				old = append(old, t)
+			}
+		}
+		sort.Slice(old, func(i, j int) bool {
+			ri, rj := old[i].state == mesos.TaskRunning, old[j].state == mesos.TaskRunning
+			if ri != rj {
+				return !ri
+			}
+			return old[i].staged.Before(old[j].staged)
+		})
+		for _, t := range old[:min(n, len(old))] {
+			t.killing = true
+			kills = append(kills, t)
+		}
+		f.wantOffers = true
+	}
+	f.mu.Unlock()
+	f.killTasks(ctx, kills)
 }
 
 // killTasks marks tasks killing and asks the master to kill them.

@@ -253,7 +253,7 @@ func (p *Proxy) serveHTTP(ctx *fasthttp.RequestCtx) {
 		b.client.inflight.Add(1)
 		err = b.client.hc.DoTimeout(req, resp, responseTimeout)
 		b.client.inflight.Add(-1)
-		if err == nil || !retriable(err) {
+		if err == nil || !(retriable(err) || (idempotent(req.Header.Method()) && !errors.Is(err, fasthttp.ErrTimeout))) {
 			break
 		}
 		p.metrics.backendErrors.WithLabelValues(r.App).Inc()
@@ -302,6 +302,16 @@ func retriable(err error) bool {
 		return true
 	}
 	return errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrNoFreeConns)
+}
+
+// idempotent reports whether a request of this method may be sent again
+// after a connection failure (RFC 9110 9.2.2).
+func idempotent(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
 }
 
 // pick chooses the first backend to try.

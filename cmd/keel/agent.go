@@ -19,7 +19,7 @@ type agentFlags struct {
 	master, workDir, ip, hostname string
 	port                          int
 	resources, attributes         string
-	killGrace                     time.Duration
+	killGrace, killingDrain       time.Duration
 	recover                       string
 }
 
@@ -30,12 +30,13 @@ func (f *agentFlags) register(fs *flag.FlagSet, ip string) {
 	fs.StringVar(&f.resources, "resources", "", `resources to offer, e.g. "cpus:4;mem:8192;disk:10000;ports:[31000-32000]" (default: detected, ports [31000-32000])`)
 	fs.StringVar(&f.attributes, "attributes", "", `attributes, e.g. "rack:r1;zone:a"`)
 	fs.DurationVar(&f.killGrace, "executor_shutdown_grace_period", 3*time.Second, "time between SIGTERM and SIGKILL when a task has no kill policy")
+	fs.DurationVar(&f.killingDrain, "task_killing_drain", time.Second, "time between TASK_KILLING and SIGTERM, so gateways drain a task before it stops")
 	fs.StringVar(&f.recover, "recover", "reconnect", "at start, re-attach to the tasks of a previous run (reconnect) or kill them (cleanup)")
 }
 
 func (f *agentFlags) config(masterURL string, reg *prometheus.Registry, log *slog.Logger) (agentd.Config, error) {
 	cfg := agentd.Config{Master: masterURL, WorkDir: f.workDir, Hostname: f.hostname, IP: f.ip,
-		Listen: hostPort(f.ip, f.port), KillGrace: f.killGrace, Registerer: reg, Gatherer: reg, Logger: log}
+		Listen: hostPort(f.ip, f.port), KillGrace: f.killGrace, KillingDrain: f.killingDrain, Registerer: reg, Gatherer: reg, Logger: log}
 	if f.port == 0 {
 		cfg.Listen = ""
 	}
