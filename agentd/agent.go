@@ -71,12 +71,13 @@ type Config struct {
 
 // Agent is a running agent.
 type Agent struct {
-	cfg     Config
-	log     *slog.Logger
-	hc      *http.Client
-	metrics *metrics
-	updates *updateManager
-	port    int
+	cfg         Config
+	log         *slog.Logger
+	hc          *http.Client
+	checkClient *http.Client // health checks: no keep-alive, no redirects
+	metrics     *metrics
+	updates     *updateManager
+	port        int
 
 	// agentID mirrors id for readers that cannot take mu.
 	agentID atomic.Pointer[string]
@@ -145,6 +146,10 @@ func New(cfg Config) (*Agent, error) {
 			MaxIdleConnsPerHost:   4,
 		}},
 		port: 5051,
+		checkClient: &http.Client{
+			Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
 	}
 	if cfg.Listen != "" {
 		if _, p, err := net.SplitHostPort(cfg.Listen); err == nil {
@@ -404,6 +409,20 @@ func (a *Agent) status(t *task, state mesos.TaskState, reason, msg string) {
 	}
 	t.state = state
 	a.updates.push(t.fid, st)
+}
+
+// statusHealth reports a new health check result (TASK_RUNNING with
+// healthy). Caller holds mu.
+func (a *Agent) statusHealth(t *task, healthy bool, msg string) {
+	aid := ""
+	if p := a.agentID.Load(); p != nil {
+		aid = *p
+	}
+	h := healthy
+	a.updates.push(t.fid, mesos.TaskStatus{TaskID: t.info.TaskID, State: mesos.TaskRunning, Healthy: &h,
+		Reason: mesos.ReasonHealthCheckStatusUpdated, Message: msg, Source: mesos.SourceExecutor, AgentID: mesos.NewID(aid),
+		Timestamp: float64(time.Now().UnixNano()) / 1e9, UUID: newUUID(),
+		ContainerStatus: &mesos.ContainerStatus{ExecutorPID: t.pid}})
 }
 
 func newUUID() []byte {

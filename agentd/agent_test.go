@@ -3,6 +3,7 @@ package agentd
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -339,5 +340,40 @@ func TestRecoveryAfterRestart(t *testing.T) {
 	// the test binary; /proc says whether it still runs.
 	if processStartTime(keep) != 0 {
 		t.Fatal("re-attached task survived its kill")
+	}
+}
+
+func TestHealthChecks(t *testing.T) {
+	m := newFakeMaster(t)
+	_, stop := startAgent(t, m)
+	defer stop()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint32(ln.Addr().(*net.TCPAddr).Port)
+	ev := launch("hc", "sleep 30", nil)
+	ev.Launch.Task.HealthCheck = &mesos.HealthCheck{Type: "TCP", TCP: &mesos.TCPCheck{Port: port},
+		IntervalSeconds: 0.05, TimeoutSeconds: 1, ConsecutiveFailures: 2}
+	m.out <- ev
+	sts := m.waitStates("hc", "TASK_STARTING", "TASK_RUNNING", "TASK_RUNNING")
+	if h := sts[2].Healthy; h == nil || !*h {
+		t.Fatalf("first check result: %+v", sts[2])
+	}
+	// The port goes away: unhealthy, then killed after two failures.
+	ln.Close()
+	sts = m.waitStates("hc", "TASK_STARTING", "TASK_RUNNING", "TASK_RUNNING", "TASK_RUNNING", "TASK_KILLED")
+	if h := sts[3].Healthy; h == nil || *h {
+		t.Fatalf("unhealthy report: %+v", sts[3])
+	}
+	if sts[4].Reason != mesos.ReasonHealthCheckStatusUpdated {
+		t.Fatalf("kill reason: %+v", sts[4])
+	}
+	// A command check that passes.
+	ev = launch("cmdhc", "sleep 30", nil)
+	ev.Launch.Task.HealthCheck = &mesos.HealthCheck{Type: "COMMAND", Command: &mesos.CommandInfo{Value: "test -d ."}, IntervalSeconds: 0.05}
+	m.out <- ev
+	if h := m.waitStates("cmdhc", "TASK_STARTING", "TASK_RUNNING", "TASK_RUNNING")[2].Healthy; h == nil || !*h {
+		t.Fatal("command check not healthy")
 	}
 }

@@ -113,6 +113,10 @@ func (a *Agent) recoverTasks(cleanup bool) {
 		a.metrics.running.Inc()
 		a.log.Info("re-attached to task", "task_id", t.info.TaskID.Value, "pid", t.pid)
 		go a.watch(t)
+		if t.info.HealthCheck != nil && !cleanup {
+			a.wg.Add(1)
+			go a.healthLoop(t)
+		}
 		if cleanup {
 			a.terminate(t, a.cfg.KillGrace)
 		}
@@ -141,7 +145,7 @@ func (a *Agent) watch(t *task) {
 	_ = syscall.Kill(-t.pid, syscall.SIGKILL)
 	state, reason, msg := mesos.TaskFailed, mesos.ReasonExecutorTerminated, "Task process exited; exit status unknown after an agent restart"
 	if t.killing {
-		state, reason, msg = mesos.TaskKilled, "", "Command terminated after kill"
+		state, reason, msg = mesos.TaskKilled, t.killReason, "Command terminated after kill"
 	}
 	a.metrics.terminations.WithLabelValues(string(state)).Inc()
 	a.log.Info("task ended", "task_id", t.info.TaskID.Value, "state", state, "message", msg)

@@ -22,6 +22,8 @@ type task struct {
 	state   mesos.TaskState
 	sandbox string
 	pid     int
+	// killReason is the reason of the final TASK_KILLED (health checks).
+	killReason string
 	// startTime is the process's /proc start time, which tells it apart
 	// from a later process that reuses the pid.
 	startTime uint64
@@ -109,6 +111,10 @@ func (a *Agent) launch(ctx context.Context, l *agent.Launch) {
 	a.metrics.running.Inc()
 	a.log.Info("task running", "task_id", t.info.TaskID.Value, "pid", t.pid, "sandbox", t.sandbox)
 	go a.wait(t, cmd)
+	if t.info.HealthCheck != nil {
+		a.wg.Add(1)
+		go a.healthLoop(t)
+	}
 }
 
 // prepare creates the sandbox and the command of a process task.
@@ -193,7 +199,7 @@ func (a *Agent) wait(t *task, cmd *exec.Cmd) {
 	state, reason, msg := mesos.TaskFinished, "", "Command exited with status 0"
 	switch {
 	case t.killing:
-		state, reason, msg = mesos.TaskKilled, "", "Command terminated after kill"
+		state, reason, msg = mesos.TaskKilled, t.killReason, "Command terminated after kill"
 	case ws.Signaled():
 		state, reason, msg = mesos.TaskFailed, mesos.ReasonCommandExecutorFailed, "Command terminated with signal "+ws.Signal().String()
 	case ws.ExitStatus() != 0:

@@ -468,6 +468,13 @@ func (f *Framework) taskView(a *appState, t *taskState) marathon.Task {
 	if !t.started.IsZero() {
 		mt.StartedAt = t.started.UTC().Format(timeFormat)
 	}
+	if t.healthy != nil {
+		r := marathon.HealthCheckResult{Alive: *t.healthy, TaskID: t.id}
+		if !*t.healthy {
+			r.ConsecutiveFailures = 1
+		}
+		mt.HealthCheckResults = []marathon.HealthCheckResult{r}
+	}
 	for _, ip := range t.ips {
 		proto := "IPv4"
 		if strings.Contains(ip, ":") {

@@ -119,11 +119,13 @@ func (a *appState) rollout() rollout {
 		}
 	}
 	cur := configVersion(a.def)
+	checked := len(a.def.HealthChecks) > 0
 	for _, t := range a.tasks {
 		if !t.active() {
 			continue
 		}
-		ready := t.state == mesos.TaskRunning && (t.healthy == nil || *t.healthy)
+		// Ready: running and, with a health check, healthy.
+		ready := t.state == mesos.TaskRunning && (!checked || (t.healthy != nil && *t.healthy))
 		if t.version == cur {
 			r.New++
 			if ready {

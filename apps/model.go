@@ -114,6 +114,33 @@ func validate(app *marathon.App) error {
 			}
 		}
 	}
+	for i, h := range app.HealthChecks {
+		path := fmt.Sprintf("/healthChecks(%d)", i)
+		switch strings.ToUpper(h.Protocol) {
+		case "", "HTTP", "HTTPS", "MESOS_HTTP", "MESOS_HTTPS", "TCP", "MESOS_TCP":
+			if h.Port == nil {
+				idx := 0
+				if h.PortIndex != nil {
+					idx = *h.PortIndex
+				}
+				if idx < 0 || idx >= len(app.PortDefinitions) {
+					v.add(path+"/portIndex", fmt.Sprintf("port index %d is not one of the app's %d ports", idx, len(app.PortDefinitions)))
+				}
+			}
+		case "COMMAND":
+			if h.Command == nil || strings.TrimSpace(h.Command.Value) == "" {
+				v.add(path+"/command", "a COMMAND health check needs a command")
+			}
+		default:
+			v.add(path+"/protocol", "must be one of HTTP, HTTPS, TCP, COMMAND, MESOS_HTTP, MESOS_HTTPS, MESOS_TCP")
+		}
+		for field, val := range map[string]int{"gracePeriodSeconds": h.GracePeriodSeconds, "intervalSeconds": h.IntervalSeconds,
+			"timeoutSeconds": h.TimeoutSeconds, "maxConsecutiveFailures": h.MaxConsecutiveFailures, "delaySeconds": h.DelaySeconds} {
+			if val < 0 {
+				v.add(path+"/"+field, "must be 0 or more")
+			}
+		}
+	}
 	if len(v.details) > 0 {
 		return v
 	}

@@ -113,3 +113,26 @@ func TestPlace(t *testing.T) {
 		t.Fatalf("placed with a required port not in the offer: %+v", ls)
 	}
 }
+
+func TestHealthCheckTranslation(t *testing.T) {
+	cmd := "serve"
+	idx := 1
+	app := marathon.App{ID: "/h", Cmd: &cmd, PortDefinitions: []marathon.PortDefinition{{}, {}},
+		HealthChecks: []marathon.HealthCheck{{Protocol: "MESOS_HTTP", Path: "/health", PortIndex: &idx, IntervalSeconds: 2}}}
+	if err := validate(&app); err != nil {
+		t.Fatal(err)
+	}
+	hc := healthCheck(&app, []int{31000, 31001})
+	if hc.Type != "HTTP" || hc.HTTP.Port != 31001 || hc.HTTP.Path != "/health" || hc.IntervalSeconds != 2 || hc.GracePeriodSeconds != 300 || hc.ConsecutiveFailures != 3 {
+		t.Fatalf("translated: %+v %+v", hc, hc.HTTP)
+	}
+	bad := 5
+	app.HealthChecks[0].PortIndex = &bad
+	if err := validate(&app); err == nil || !strings.Contains(err.Error(), "/healthChecks(0)/portIndex") {
+		t.Fatalf("bad port index: %v", err)
+	}
+	app.HealthChecks[0] = marathon.HealthCheck{Protocol: "SMTP"}
+	if err := validate(&app); err == nil || !strings.Contains(err.Error(), "/healthChecks(0)/protocol") {
+		t.Fatalf("bad protocol: %v", err)
+	}
+}

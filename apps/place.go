@@ -171,9 +171,68 @@ func taskInfo(app *marathon.App, offer mesos.Offer, taskID string, res mesos.Res
 	grace := time.Duration(*app.TaskKillGracePeriod * float64(time.Second))
 	return mesos.TaskInfo{
 		Name: taskName(app.ID), TaskID: mesos.ID{Value: taskID}, AgentID: offer.AgentID, Resources: res,
-		Command: cmd, Labels: labels, Discovery: disc,
+		Command: cmd, Labels: labels, Discovery: disc, HealthCheck: healthCheck(app, hostPorts),
 		KillPolicy: &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: int64(grace)}},
 	}
+}
+
+// Marathon's health check defaults.
+const (
+	defaultHCGrace    = 300
+	defaultHCInterval = 60
+	defaultHCTimeout  = 20
+	defaultHCFailures = 3
+)
+
+// healthCheck turns the app's first Marathon health check into a
+// Mesos-native one run by the agent (Keel runs every check on the agent,
+// MESOS_ or not). Validation has made sure its port resolves.
+func healthCheck(app *marathon.App, hostPorts []int) *mesos.HealthCheck {
+	if len(app.HealthChecks) == 0 {
+		return nil
+	}
+	h := app.HealthChecks[0]
+	or := func(v, def int) float64 {
+		if v <= 0 {
+			return float64(def)
+		}
+		return float64(v)
+	}
+	hc := &mesos.HealthCheck{GracePeriodSeconds: or(h.GracePeriodSeconds, defaultHCGrace),
+		IntervalSeconds: or(h.IntervalSeconds, defaultHCInterval), TimeoutSeconds: or(h.TimeoutSeconds, defaultHCTimeout),
+		ConsecutiveFailures: uint32(or(h.MaxConsecutiveFailures, defaultHCFailures)), DelaySeconds: float64(h.DelaySeconds)}
+	port := 0
+	if h.Port != nil {
+		port = *h.Port
+	} else {
+		idx := 0
+		if h.PortIndex != nil {
+			idx = *h.PortIndex
+		}
+		if idx < len(hostPorts) {
+			port = hostPorts[idx]
+		}
+	}
+	switch strings.ToUpper(h.Protocol) {
+	case "", "HTTP", "MESOS_HTTP", "HTTPS", "MESOS_HTTPS":
+		scheme := "http"
+		if strings.HasSuffix(strings.ToUpper(h.Protocol), "HTTPS") {
+			scheme = "https"
+		}
+		path := h.Path
+		if path == "" {
+			path = "/"
+		}
+		hc.Type, hc.HTTP = "HTTP", &mesos.HTTPCheck{Scheme: scheme, Port: uint32(port), Path: path}
+	case "TCP", "MESOS_TCP":
+		hc.Type, hc.TCP = "TCP", &mesos.TCPCheck{Port: uint32(port)}
+	case "COMMAND":
+		hc.Type = "COMMAND"
+		if h.Command != nil {
+			hc.Command = &mesos.CommandInfo{Value: h.Command.Value}
+		}
+	}
+	return hc
 }
 
 func sortStrings(s []string) { sort.Strings(s) }

@@ -197,7 +197,10 @@ func TestForward(t *testing.T) {
 		m.Answer = []mdns.RR{&mdns.A{Hdr: mdns.RR_Header{Name: r.Question[0].Name, Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: 5}, A: net.ParseIP("192.0.2.1")}}
 		w.WriteMsg(m)
 	})}
+	started := make(chan struct{})
+	up.NotifyStartedFunc = func() { close(started) }
 	go up.ActivateAndServe()
+	<-started
 	defer up.Shutdown()
 	s := startServer(t, Config{Resolvers: []string{"127.0.0.1:1", pc.LocalAddr().String()}})
 	r := query(t, s, "udp", "example.com.", mdns.TypeA, false)

@@ -118,8 +118,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	addr := pc.LocalAddr().String()
 	s.addr.Store(&addr)
-	udp := &mdns.Server{PacketConn: pc, Handler: s, UDPSize: 65535}
-	tcp := &mdns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
+	// Shutdown of a miekg server that has not started yet fails and leaves
+	// it running once it starts, so both must report started first.
+	started := make(chan struct{}, 2)
+	notify := func() { started <- struct{}{} }
+	udp := &mdns.Server{PacketConn: pc, Handler: s, UDPSize: 65535, NotifyStartedFunc: notify}
+	tcp := &mdns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, NotifyStartedFunc: notify}
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	for _, srv := range []*mdns.Server{udp, tcp} {
@@ -130,6 +134,16 @@ func (s *Server) Run(ctx context.Context) error {
 				errc <- err
 			}
 		}(srv)
+	}
+	for i := 0; i < 2; i++ {
+		select {
+		case <-started:
+		case err := <-errc:
+			pc.Close()
+			ln.Close()
+			wg.Wait()
+			return fmt.Errorf("dns: serve: %w", err)
+		}
 	}
 	close(s.ready)
 	s.log.Info("DNS listening", "addr", addr, "domain", s.cfg.Domain)

@@ -149,9 +149,16 @@ func startDev(t *testing.T, workDir string) *devCluster {
 	}
 	go func() { d.exited <- d.cmd.Wait() }()
 	t.Cleanup(func() {
+		// Stop it the way a user does, so it kills its tasks; SIGKILL only
+		// if that hangs.
 		if d.cmd.ProcessState == nil {
-			d.cmd.Process.Signal(syscall.SIGKILL)
-			<-d.exited
+			d.cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-d.exited:
+			case <-time.After(30 * time.Second):
+				d.cmd.Process.Signal(syscall.SIGKILL)
+				<-d.exited
+			}
 		}
 		if t.Failed() {
 			d.logMu.Lock()

@@ -162,9 +162,11 @@ func newBackendClient(addr string) *backendClient {
 // Run serves until ctx is done.
 func (p *Proxy) Run(ctx context.Context) error {
 	var srv *fasthttp.Server
+	var ln net.Listener
 	errc := make(chan error, 1)
 	if p.cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", p.cfg.HTTPAddr)
+		var err error
+		ln, err = net.Listen("tcp", p.cfg.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("proxy: listen %s: %w", p.cfg.HTTPAddr, err)
 		}
@@ -201,6 +203,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 		_ = srv.ShutdownWithContext(sctx)
 		cancel()
+		// Serve may not have registered the listener before the shutdown:
+		// closing it ourselves makes sure Serve returns.
+		ln.Close()
+		<-errc
 	}
 	p.waitConns()
 	return err

@@ -49,6 +49,6 @@ const (
 	ReasonReconciliation         = "REASON_RECONCILIATION"
 	ReasonContainerLaunchFailed  = "REASON_CONTAINER_LAUNCH_FAILED"
 	ReasonFrameworkRemoved       = "REASON_FRAMEWORK_REMOVED"
-	ReasonHealthCheckFailed      = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
+	ReasonHealthCheckStatusUpdated      = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
 	ReasonTaskKilledDuringLaunch = "REASON_TASK_KILLED_DURING_LAUNCH"
 )

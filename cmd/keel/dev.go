@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -27,6 +28,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.IntVar(&af.port, "agent_port", 5051, "port of the agent's HTTP endpoints")
 	fs.StringVar(&af.resources, "resources", "", `agent resources (default: detected, ports [31000-32000])`)
 	fs.StringVar(&af.attributes, "attributes", "", `agent attributes, e.g. "rack:r1"`)
+	fs.DurationVar(&af.killingDrain, "task_killing_drain", time.Second, "time between TASK_KILLING and SIGTERM, so the gateway drains a task before it stops")
 	log, err := c.setup(fs, args)
 	if err != nil {
 		return err
