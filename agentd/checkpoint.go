@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/keelhq/keel/api/mesos"
@@ -137,18 +136,5 @@ func (a *Agent) watch(t *task) {
 		case <-tick.C:
 		}
 	}
-	a.metrics.running.Dec()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	close(t.done)
-	delete(a.tasks, t.info.TaskID.Value)
-	_ = syscall.Kill(-t.pid, syscall.SIGKILL)
-	state, reason, msg := mesos.TaskFailed, mesos.ReasonExecutorTerminated, "Task process exited; exit status unknown after an agent restart"
-	if t.killing {
-		state, reason, msg = mesos.TaskKilled, t.killReason, "Command terminated after kill"
-	}
-	a.metrics.terminations.WithLabelValues(string(state)).Inc()
-	a.log.Info("task ended", "task_id", t.info.TaskID.Value, "state", state, "message", msg)
-	a.status(t, state, reason, msg)
-	a.forgetTask(t.info.TaskID.Value)
+	a.ended(t, mesos.TaskFailed, mesos.ReasonExecutorTerminated, "Task process exited; exit status unknown after an agent restart")
 }

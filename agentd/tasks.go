@@ -191,22 +191,28 @@ func (a *Agent) wait(t *task, cmd *exec.Cmd) {
 		case <-tick.C:
 		}
 	}
-	a.metrics.running.Dec()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	close(t.done)
-	delete(a.tasks, t.info.TaskID.Value)
 	state, reason, msg := mesos.TaskFinished, "", "Command exited with status 0"
 	switch {
-	case t.killing:
-		state, reason, msg = mesos.TaskKilled, t.killReason, "Command terminated after kill"
 	case ws.Signaled():
 		state, reason, msg = mesos.TaskFailed, mesos.ReasonCommandExecutorFailed, "Command terminated with signal "+ws.Signal().String()
 	case ws.ExitStatus() != 0:
 		state, reason, msg = mesos.TaskFailed, mesos.ReasonCommandExecutorFailed, fmt.Sprintf("Command exited with status %d", ws.ExitStatus())
 	}
-	// Leftovers of the process group (children of a shell) go with it,
-	// and are reaped here: the agent is their subreaper.
+	a.ended(t, state, reason, msg)
+}
+
+// ended records that t's process is gone: whatever is left of its process
+// group is killed and reaped (the agent is its subreaper), and the final
+// status goes out (TASK_KILLED when we killed it, else the given one).
+func (a *Agent) ended(t *task, state mesos.TaskState, reason, msg string) {
+	a.metrics.running.Dec()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	close(t.done)
+	delete(a.tasks, t.info.TaskID.Value)
+	if t.killing {
+		state, reason, msg = mesos.TaskKilled, t.killReason, "Command terminated after kill"
+	}
 	reapGroup(t.pid)
 	a.metrics.terminations.WithLabelValues(string(state)).Inc()
 	a.log.Info("task ended", "task_id", t.info.TaskID.Value, "state", state, "message", msg)
