@@ -34,6 +34,7 @@ func (f *Framework) Handler() http.Handler {
 	mux.HandleFunc("/v2/apps/", f.handleApp)
 	mux.HandleFunc("GET /v2/tasks", f.handleTasks)
 	mux.HandleFunc("GET /v2/deployments", f.handleDeployments)
+	mux.HandleFunc("GET /v2/events", f.handleEvents)
 	mux.HandleFunc("GET /v2/info", f.handleInfo)
 	mux.HandleFunc("GET /v2/leader", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"leader": f.cfg.Listen})
@@ -59,6 +60,9 @@ type statusRecorder struct {
 }
 
 func (s *statusRecorder) WriteHeader(code int) { s.code = code; s.ResponseWriter.WriteHeader(code) }
+
+// Unwrap lets http.ResponseController reach Flush and deadlines (SSE).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
@@ -225,6 +229,7 @@ func (f *Framework) CreateApp(ctx context.Context, app marathon.App) (marathon.A
 	}
 	f.apps[app.ID] = &appState{def: app, tasks: map[string]*taskState{}}
 	f.wantOffers = true
+	f.events.publish("api_post_event", map[string]any{"uri": "/v2/apps" + app.ID, "appDefinition": app})
 	f.log.Info("app created", "app", app.ID, "instances", *app.Instances)
 	return f.view(f.apps[app.ID], false), nil
 }
@@ -267,7 +272,10 @@ func (f *Framework) UpdateApp(ctx context.Context, upd marathon.App) (marathon.D
 	a.delay, a.delayUntil = 0, time.Time{}
 	if changed {
 		a.deployment, a.deployedAt = deployment, time.Now()
+		f.events.publish("deployment_info", map[string]any{"plan": map[string]any{"id": deployment, "version": now},
+			"currentStep": map[string]any{"actions": []map[string]string{{"action": "RestartApplication", "app": next.ID}}}})
 	}
+	f.events.publish("api_post_event", map[string]any{"uri": "/v2/apps" + next.ID, "appDefinition": next})
 	f.wantOffers = true
 	f.mu.Unlock()
 	f.log.Info("app updated", "app", next.ID, "instances", *next.Instances, "config_changed", changed)
@@ -317,6 +325,7 @@ func (f *Framework) DeleteApp(ctx context.Context, id string) (marathon.Deployme
 		return marathon.DeploymentResult{}, fmt.Errorf("apps: delete %s: %w", id, err)
 	}
 	delete(f.apps, id)
+	f.events.publish("app_terminated_event", map[string]any{"appId": id})
 	var tasks []*taskState
 	for _, t := range a.tasks {
 		tasks = append(tasks, t)

@@ -79,6 +79,7 @@ type Framework struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	events  eventBus
 
 	mu          sync.Mutex
 	apps        map[string]*appState
@@ -249,7 +250,9 @@ func (f *Framework) Run(ctx context.Context) error {
 		return fmt.Errorf("apps: listen: %w", err)
 	}
 	srv := &http.Server{Handler: f.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		// Streams (/v2/events) end with Run.
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	f.log.Info("Marathon API listening", "addr", ln.Addr().String())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -262,7 +265,10 @@ func (f *Framework) Run(ctx context.Context) error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+		}
+		return nil
 	})
 	g.Go(func() error { f.subscribeLoop(gctx); return nil })
 	g.Go(func() error { f.tickLoop(gctx); return nil })
@@ -464,6 +470,10 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 		}
 	}
 	gone := st.State.Terminal() || st.State == mesos.TaskUnknown
+	var prevHealthy *bool
+	if t != nil {
+		prevHealthy = t.healthy
+	}
 	switch {
 	case t == nil:
 		// Not ours (its app is gone): it must not run.
@@ -501,6 +511,15 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 		kill = t.killing
 	}
 	f.metrics.updates.WithLabelValues(string(st.State)).Inc()
+	if t != nil {
+		ev := map[string]any{"slaveId": t.agentID, "taskId": id, "taskStatus": string(st.State), "message": st.Message,
+			"appId": appID, "host": t.host, "ports": t.ports, "version": t.version}
+		f.events.publish("status_update_event", ev)
+		if st.Healthy != nil && (prevHealthy == nil || *prevHealthy != *st.Healthy) {
+			f.events.publish("health_status_changed_event", map[string]any{"appId": appID, "taskId": id,
+				"instanceId": id, "version": t.version, "alive": *st.Healthy})
+		}
+	}
 	f.mu.Unlock()
 	if gone {
 		if err := f.cfg.Store.Delete(ctx, keyTasks+id); err != nil {
@@ -580,6 +599,7 @@ func (f *Framework) rollStep(ctx context.Context) {
 		if r.Old == 0 {
 			if a.deployment != "" && r.NewReady >= r.Instances {
 				f.log.Info("deployment finished", "app", id, "deployment", a.deployment, "took", time.Since(a.deployedAt).Round(time.Millisecond))
+				f.events.publish("deployment_success", map[string]any{"id": a.deployment, "plan": map[string]any{"id": a.deployment, "version": a.def.Version}})
 				a.deployment = ""
 			}
 			continue

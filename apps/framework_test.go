@@ -1,7 +1,10 @@
 package apps
 
 import (
+	"bufio"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -163,5 +166,49 @@ func TestLaunchScaleAndRecover(t *testing.T) {
 	}
 	if calls[0].Kill.TaskID == launched[0].TaskID {
 		t.Fatal("scale down killed the oldest task")
+	}
+}
+
+func TestEventStream(t *testing.T) {
+	ctx := context.Background()
+	f, err := New(ctx, Config{Master: &fakeMaster{}, Store: &memStore{m: map[string][]byte{}}, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(f.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v2/events?event_type=api_post_event&event_type=app_terminated_event")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	rd := bufio.NewReader(resp.Body)
+	next := func() string {
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(line, "event: ") {
+				return strings.TrimSpace(strings.TrimPrefix(line, "event: "))
+			}
+		}
+	}
+	if ev := next(); ev != "event_stream_attached" {
+		t.Fatalf("first event %q", ev)
+	}
+	cmd := "x"
+	f.CreateApp(ctx, marathon.App{ID: "/e", Cmd: &cmd})
+	// A status update is filtered out; the next event we see is the delete.
+	f.handle(ctx, mesos.Event{Type: mesos.EventUpdate, Update: &mesos.Update{Status: mesos.TaskStatus{TaskID: mesos.ID{Value: "e.1"}, State: mesos.TaskRunning}}})
+	f.DeleteApp(ctx, "/e")
+	if ev := next(); ev != "api_post_event" {
+		t.Fatalf("got %q", ev)
+	}
+	if ev := next(); ev != "app_terminated_event" {
+		t.Fatalf("got %q", ev)
 	}
 }

@@ -182,6 +182,12 @@ func TestQuickstart(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.waitRunning("/linger", 1, false)
+	// An event stream client stays attached through the shutdown.
+	events, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v2/events", d.marathonPort))
+	if err != nil || events.StatusCode != 200 {
+		t.Fatalf("/v2/events: %v", err)
+	}
+	defer events.Body.Close()
 	if n := countProcs(t, marker); n == 0 {
 		t.Fatal("linger task process not found")
 	}
