@@ -35,6 +35,8 @@ func (f *Framework) Handler() http.Handler {
 	mux.HandleFunc("GET /v2/tasks", f.handleTasks)
 	mux.HandleFunc("GET /v2/deployments", f.handleDeployments)
 	mux.HandleFunc("GET /v2/events", f.handleEvents)
+	mux.HandleFunc("GET /v2/queue", f.handleQueue)
+	mux.HandleFunc("DELETE /v2/queue/{id...}", f.handleQueueDelay)
 	mux.HandleFunc("GET /v2/info", f.handleInfo)
 	mux.HandleFunc("GET /v2/leader", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"leader": f.cfg.Listen})
@@ -99,8 +101,86 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 }
 
 func (f *Framework) handleListApps(w http.ResponseWriter, r *http.Request) {
-	embed := strings.Contains(r.URL.Query().Get("embed"), "apps.tasks") || strings.Contains(strings.Join(r.URL.Query()["embed"], ","), "apps.tasks")
-	writeJSON(w, http.StatusOK, marathon.AppsResponse{Apps: f.listApps(r.URL.Query().Get("id"), embed)})
+	q := r.URL.Query()
+	embed := strings.Contains(strings.Join(q["embed"], ","), "apps.tasks")
+	apps := f.listApps(q.Get("id"), embed)
+	// ?label=KEY or ?label=KEY==VALUE or ?label=KEY!=VALUE, as Marathon.
+	if sel := q.Get("label"); sel != "" {
+		key, val, op := sel, "", ""
+		for _, o := range []string{"==", "!="} {
+			if k, v, ok := strings.Cut(sel, o); ok {
+				key, val, op = k, v, o
+				break
+			}
+		}
+		kept := []marathon.App{}
+		for _, a := range apps {
+			v, has := a.Labels[key]
+			if (op == "" && has) || (op == "==" && has && v == val) || (op == "!=" && (!has || v != val)) {
+				kept = append(kept, a)
+			}
+		}
+		apps = kept
+	}
+	writeJSON(w, http.StatusOK, marathon.AppsResponse{Apps: apps})
+}
+
+// queued is one entry of GET /v2/queue.
+type queued struct {
+	App   marathon.App `json:"app"`
+	Count int          `json:"count"`
+	Delay struct {
+		TimeLeftSeconds int  `json:"timeLeftSeconds"`
+		Overdue         bool `json:"overdue"`
+	} `json:"delay"`
+}
+
+// handleQueue lists the apps waiting for instances and their launch delay.
+func (f *Framework) handleQueue(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	f.mu.Lock()
+	out := struct {
+		Queue []queued `json:"queue"`
+	}{Queue: []queued{}}
+	for _, a := range f.apps {
+		r := a.rollout()
+		missing := r.Instances - r.New
+		if missing <= 0 {
+			continue
+		}
+		q := queued{App: f.view(a, false), Count: missing}
+		if left := a.delayUntil.Sub(now); left > 0 {
+			q.Delay.TimeLeftSeconds = int(left.Seconds() + 0.999)
+		} else {
+			q.Delay.Overdue = true
+		}
+		out.Queue = append(out.Queue, q)
+	}
+	f.mu.Unlock()
+	sort.Slice(out.Queue, func(i, j int) bool { return out.Queue[i].App.ID < out.Queue[j].App.ID })
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleQueueDelay serves DELETE /v2/queue/{id}/delay: launch again now.
+func (f *Framework) handleQueueDelay(w http.ResponseWriter, r *http.Request) {
+	rest := r.PathValue("id")
+	if !strings.HasSuffix(rest, "/delay") {
+		writeJSON(w, http.StatusNotFound, marathon.Error{Message: "Not found: " + r.URL.Path})
+		return
+	}
+	id := normalizeID(strings.TrimSuffix(rest, "/delay"))
+	f.mu.Lock()
+	a, ok := f.apps[id]
+	if ok {
+		a.delay, a.delayUntil = 0, time.Time{}
+		f.wantOffers = true
+	}
+	f.mu.Unlock()
+	if !ok {
+		writeError(w, fmt.Errorf("%w: App '%s' does not exist", errNotFound, id))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (f *Framework) handleCreateApp(w http.ResponseWriter, r *http.Request) {

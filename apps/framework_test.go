@@ -3,8 +3,10 @@ package apps
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -210,5 +212,52 @@ func TestEventStream(t *testing.T) {
 	}
 	if ev := next(); ev != "app_terminated_event" {
 		t.Fatalf("got %q", ev)
+	}
+}
+
+func TestQueueAndLabelFilter(t *testing.T) {
+	ctx := context.Background()
+	f, err := New(ctx, Config{Master: &fakeMaster{}, Store: &memStore{m: map[string][]byte{}}, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, two := "x", 2
+	f.CreateApp(ctx, marathon.App{ID: "/a", Cmd: &cmd, Instances: &two, Labels: map[string]string{"tier": "web"}})
+	f.CreateApp(ctx, marathon.App{ID: "/b", Cmd: &cmd, Labels: map[string]string{"tier": "db"}})
+	f.mu.Lock()
+	f.apps["/a"].delayUntil = time.Now().Add(30 * time.Second)
+	f.mu.Unlock()
+	srv := httptest.NewServer(f.Handler())
+	defer srv.Close()
+	getJSON := func(path string, v any) int {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		json.NewDecoder(resp.Body).Decode(v)
+		return resp.StatusCode
+	}
+	var q struct {
+		Queue []queued `json:"queue"`
+	}
+	getJSON("/v2/queue", &q)
+	if len(q.Queue) != 2 || q.Queue[0].Count != 2 || q.Queue[0].Delay.TimeLeftSeconds < 29 || !q.Queue[1].Delay.Overdue {
+		t.Fatalf("queue: %+v", q)
+	}
+	req, _ := http.NewRequest("DELETE", srv.URL+"/v2/queue/a/delay", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 204 {
+		t.Fatalf("reset delay: %v %v", err, resp)
+	}
+	getJSON("/v2/queue", &q)
+	if !q.Queue[0].Delay.Overdue {
+		t.Fatalf("delay not reset: %+v", q.Queue[0])
+	}
+	for sel, want := range map[string]int{"tier": 2, "tier==web": 1, "tier!=web": 1, "nope": 0} {
+		var r marathon.AppsResponse
+		getJSON("/v2/apps?label="+url.QueryEscape(sel), &r)
+		if len(r.Apps) != want {
+			t.Errorf("label=%s: %d apps, want %d", sel, len(r.Apps), want)
+		}
 	}
 }
