@@ -207,6 +207,15 @@ func TestForward(t *testing.T) {
 	if len(r.Answer) != 1 || r.Answer[0].(*mdns.A).A.String() != "192.0.2.1" {
 		t.Fatalf("forwarded: %v", r)
 	}
+	// A client outside the allowed ranges is refused: no open resolver.
+	req := new(mdns.Msg)
+	req.SetQuestion("example.com.", mdns.TypeA)
+	if r := s.answer(req, true, net.ParseIP("203.0.113.9")); r.Rcode != mdns.RcodeRefused {
+		t.Fatalf("public client: %v", r)
+	}
+	if r := s.answer(req, true, net.ParseIP("10.1.2.3")); r.Rcode != mdns.RcodeSuccess {
+		t.Fatalf("private client: %v", r)
+	}
 }
 
 func FuzzHandler(f *testing.F) {
@@ -221,7 +230,7 @@ func FuzzHandler(f *testing.F) {
 		if err := req.Unpack(data); err != nil {
 			return // the server drops what does not parse
 		}
-		if resp := s.answer(req, true); resp != nil {
+		if resp := s.answer(req, true, net.IPv4(127, 0, 0, 1)); resp != nil {
 			if _, err := resp.Pack(); err != nil {
 				t.Fatalf("reply does not pack: %v", err)
 			}

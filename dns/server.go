@@ -31,9 +31,13 @@ type Config struct {
 	// IPSources order where task IPs come from (default netinfo, mesos, host).
 	IPSources []string
 	// Resolvers ("ip:port") answer names outside Domain; none: REFUSED.
-	Resolvers  []string
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	Resolvers []string
+	// RecursionAllowed are the clients whose queries outside Domain are
+	// forwarded; others get REFUSED, so the server is no open resolver.
+	// Nil means loopback, private and link-local ranges.
+	RecursionAllowed []*net.IPNet
+	Registerer       prometheus.Registerer
+	Logger           *slog.Logger
 	// Version is reported by /v1/version.
 	Version string
 }
@@ -68,6 +72,9 @@ func New(cfg Config) (*Server, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if cfg.RecursionAllowed == nil {
+		cfg.RecursionAllowed = DefaultRecursionAllowed()
 	}
 	s := &Server{cfg: cfg, log: log.With("component", "dns"), fwd: &mdns.Client{Timeout: 2 * time.Second},
 		metrics: newMetrics(cfg.Registerer), ready: make(chan struct{})}
@@ -165,10 +172,14 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 	start := time.Now()
 	udp := true
-	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
-		udp = false
+	var client net.IP
+	switch a := w.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		udp, client = false, a.IP
+	case *net.UDPAddr:
+		client = a.IP
 	}
-	resp := s.answer(req, udp)
+	resp := s.answer(req, udp, client)
 	if resp == nil {
 		return
 	}
@@ -181,8 +192,8 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 	s.metrics.duration.Observe(time.Since(start).Seconds())
 }
 
-// answer builds the reply to req; nil means drop.
-func (s *Server) answer(req *mdns.Msg, udp bool) *mdns.Msg {
+// answer builds the reply to req from client; nil means drop.
+func (s *Server) answer(req *mdns.Msg, udp bool, client net.IP) *mdns.Msg {
 	resp := new(mdns.Msg)
 	if req.Response || req.Opcode != mdns.OpcodeQuery {
 		resp.SetRcode(req, mdns.RcodeNotImplemented)
@@ -196,6 +207,10 @@ func (s *Server) answer(req *mdns.Msg, udp bool) *mdns.Msg {
 	name := strings.ToLower(q.Name)
 	z := s.zone.Load()
 	if !mdns.IsSubDomain(z.Domain, name) {
+		if !s.recursionAllowed(client) {
+			resp.SetRcode(req, mdns.RcodeRefused)
+			return resp
+		}
 		return s.forward(req, udp)
 	}
 	resp.SetReply(req)
@@ -292,4 +307,41 @@ func SystemResolvers(path string) []string {
 		out = append(out, net.JoinHostPort(s, cc.Port))
 	}
 	return out
+}
+
+// DefaultRecursionAllowed is loopback, RFC 1918 and 6598, link-local and
+// IPv6 unique-local: the clients a cluster's own resolver serves.
+func DefaultRecursionAllowed() []*net.IPNet {
+	var out []*net.IPNet
+	for _, c := range []string{"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+		"169.254.0.0/16", "::1/128", "fc00::/7", "fe80::/10"} {
+		_, n, _ := net.ParseCIDR(c)
+		out = append(out, n)
+	}
+	return out
+}
+
+// ParseNets parses a comma-separated list of CIDRs.
+func ParseNets(list []string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, c := range list {
+		_, n, err := net.ParseCIDR(c)
+		if err != nil {
+			return nil, fmt.Errorf("dns: %q: want a CIDR like 10.0.0.0/8", c)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (s *Server) recursionAllowed(ip net.IP) bool {
+	if ip == nil {
+		return false
+	}
+	for _, n := range s.cfg.RecursionAllowed {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }

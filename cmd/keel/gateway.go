@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,7 +26,7 @@ type gatewayFlags struct {
 	master, workDir              string
 	dnsAddr, httpAddr, adminAddr string
 	domain, group, serviceBind   string
-	resolvers                    string
+	resolvers, recursionAllowed  string
 	healthyOnly                  bool
 	ttl                          uint
 }
@@ -43,6 +44,7 @@ func (f *gatewayFlags) register(fs *flag.FlagSet, loopback bool) {
 	fs.UintVar(&f.ttl, "ttl", 60, "TTL of DNS records, in seconds")
 	fs.StringVar(&f.group, "group", "external", `marathon-lb group (HAPROXY_GROUP) this gateway serves; "*" for all`)
 	fs.StringVar(&f.resolvers, "resolvers", "", "comma-separated upstream DNS servers (ip:port) for names outside the domain (default: the nameservers of /etc/resolv.conf)")
+	fs.StringVar(&f.recursionAllowed, "recursion_allowed", "", "comma-separated CIDRs of clients whose outside names are forwarded (default: loopback and private ranges)")
 	fs.BoolVar(&f.healthyOnly, "dns_healthy_only", true, "route and resolve only healthy tasks when they have health checks")
 }
 
@@ -56,8 +58,15 @@ func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, master
 	if len(resolvers) == 0 {
 		resolvers = dns.SystemResolvers("/etc/resolv.conf")
 	}
+	var allowed []*net.IPNet
+	if f.recursionAllowed != "" {
+		var err error
+		if allowed, err = dns.ParseNets(splitList(f.recursionAllowed)); err != nil {
+			return fmt.Errorf("--recursion_allowed: %w", err)
+		}
+	}
 	d, err := dns.New(dns.Config{Addr: f.dnsAddr, Domain: f.domain, TTL: uint32(f.ttl), HealthyOnly: f.healthyOnly,
-		Resolvers: resolvers, Registerer: reg, Logger: log, Version: version})
+		Resolvers: resolvers, RecursionAllowed: allowed, Registerer: reg, Logger: log, Version: version})
 	if err != nil {
 		return err
 	}
