@@ -83,8 +83,6 @@ func writeError(w http.ResponseWriter, err error) {
 		writeJSON(w, http.StatusNotFound, marathon.Error{Message: strings.TrimPrefix(err.Error(), "apps: ")})
 	case errors.Is(err, errExists):
 		writeJSON(w, http.StatusConflict, marathon.Error{Message: strings.TrimPrefix(err.Error(), "apps: ")})
-	case strings.HasPrefix(err.Error(), "Invalid JSON"):
-		writeJSON(w, http.StatusBadRequest, marathon.Error{Message: err.Error()})
 	default:
 		writeJSON(w, http.StatusInternalServerError, marathon.Error{Message: err.Error()})
 	}

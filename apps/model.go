@@ -185,7 +185,9 @@ func decodeApp(body []byte, app *marathon.App) error {
 			v.add("/"+strings.ReplaceAll(te.Field, ".", "/"), fmt.Sprintf("expected %s, got %s", te.Type, te.Value))
 			return v
 		}
-		return fmt.Errorf("Invalid JSON: %w", err)
+		v := &validationError{}
+		v.add("/", "Invalid JSON: "+err.Error())
+		return v
 	}
 	return nil
 }

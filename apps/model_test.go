@@ -53,7 +53,7 @@ func TestValidate(t *testing.T) {
 	if app.ID != "/prod/web" || *app.CPUs != 1 || *app.Mem != 128 || *app.Instances != 1 {
 		t.Fatalf("defaults: %+v", app)
 	}
-	if err := decodeApp([]byte(`{`), &app); err == nil || !strings.HasPrefix(err.Error(), "Invalid JSON") {
+	if err := decodeApp([]byte(`{`), &app); err == nil || !strings.Contains(err.Error(), "Invalid JSON") {
 		t.Fatalf("bad json: %v", err)
 	}
 }

@@ -51,6 +51,10 @@ func TestQuickstart(t *testing.T) {
 	if err != nil || !strings.Contains(string(bad), `"/cpus"`) {
 		t.Fatalf("invalid app: %v %s", err, bad)
 	}
+	bad, err = d.marathon("POST", "/v2/apps", []byte(`{"id": "/bad",`), 422)
+	if err != nil || !strings.Contains(string(bad), "Invalid JSON") {
+		t.Fatalf("malformed JSON: %v %s", err, bad)
+	}
 
 	tasks := d.waitRunning("/hello", 1, true)
 	hostPort := tasks[0].Ports[0]
