@@ -113,15 +113,9 @@ func (s *Server) Addr() string {
 
 // Run serves UDP and TCP until ctx is done.
 func (s *Server) Run(ctx context.Context) error {
-	pc, err := net.ListenPacket("udp", s.cfg.Addr)
+	pc, ln, err := listenBoth(s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("dns: listen udp: %w", err)
-	}
-	// TCP on the port UDP got (which matters with port 0).
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("dns: listen tcp: %w", err)
+		return err
 	}
 	addr := pc.LocalAddr().String()
 	s.addr.Store(&addr)
@@ -344,4 +338,24 @@ func (s *Server) recursionAllowed(ip net.IP) bool {
 		}
 	}
 	return false
+}
+
+// listenBoth binds UDP and TCP on the same port. With port 0 the port UDP
+// gets may be taken for TCP, so it tries a few ports.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dns: listen udp: %w", err)
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || attempt == 20 {
+			return nil, nil, fmt.Errorf("dns: listen tcp: %w", err)
+		}
+	}
 }
