@@ -13,7 +13,7 @@ build:
 # test installs missing test tools (dig, curl, ...), then vets and runs
 # every test, end-to-end included, with the race detector.
 test: test-deps vet
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
 
 test-deps:
 	./scripts/test-deps.sh
