@@ -61,6 +61,7 @@ type statusRecorder struct {
 	code int
 }
 
+// WriteHeader records the status code for the metrics.
 func (s *statusRecorder) WriteHeader(code int) { s.code = code; s.ResponseWriter.WriteHeader(code) }
 
 // Unwrap lets http.ResponseController reach Flush and deadlines (SSE).

@@ -29,6 +29,7 @@ type validationError struct {
 	details []marathon.ErrorDetail
 }
 
+// Error lists the invalid fields.
 func (e *validationError) Error() string {
 	var parts []string
 	for _, d := range e.details {

@@ -74,6 +74,7 @@ var (
 	descOffers     = prometheus.NewDesc("keel_master_outstanding_offers", "Offers not yet answered.", nil, nil)
 )
 
+// Describe implements prometheus.Collector.
 func (g *gaugeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descAgents
 	ch <- descFrameworks
@@ -81,6 +82,7 @@ func (g *gaugeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descOffers
 }
 
+// Collect implements prometheus.Collector.
 func (g *gaugeCollector) Collect(ch chan<- prometheus.Metric) {
 	c := g.m.counts()
 	ch <- prometheus.MustNewConstMetric(descAgents, prometheus.GaugeValue, float64(c.agentsActive), "true")

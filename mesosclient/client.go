@@ -40,6 +40,7 @@ type StatusError struct {
 	Body string
 }
 
+// Error says what the master answered.
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("mesosclient: master answered %d: %s", e.Code, strings.TrimSpace(e.Body))
 }

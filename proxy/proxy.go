@@ -214,6 +214,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 
 type fasthttpLogger struct{ log *slog.Logger }
 
+// Printf logs fasthttp's messages at debug level.
 func (l fasthttpLogger) Printf(format string, args ...any) { l.log.Debug(fmt.Sprintf(format, args...)) }
 
 // hopHeaders are removed in both directions (RFC 9110 7.6.1).
