@@ -41,6 +41,13 @@ func startKeel(t *testing.T, args ...string) *proc {
 				<-p.exited
 			}
 		}
+		if args[0] == "agent" {
+			for i, a := range args {
+				if a == "--work_dir" && i+1 < len(args) {
+					killSandboxProcesses(args[i+1])
+				}
+			}
+		}
 		if t.Failed() {
 			p.mu.Lock()
 			t.Logf("keel %s output:\n%s", args[0], p.out.String())

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +25,31 @@ var (
 	keelBin   string
 	buildErr  error
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if keelBin != "" {
+		os.RemoveAll(filepath.Dir(keelBin))
+	}
+	os.Exit(code)
+}
+
+// killSandboxProcesses kills every process whose working directory is under
+// dir: what a stopped keel agent (which leaves its tasks running, by
+// design) still runs when a test ends early.
+func killSandboxProcesses(dir string) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err == nil && strings.HasPrefix(cwd, dir+string(filepath.Separator)) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
 
 // keel builds the keel binary once per test run.
 func keel(t *testing.T) string {
