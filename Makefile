@@ -19,6 +19,7 @@ test-deps:
 	./scripts/test-deps.sh
 
 vet:
+	./scripts/check-tree.sh
 	$(GO) vet ./...
 
 dev:
