@@ -78,6 +78,9 @@ type Agent struct {
 	metrics     *metrics
 	updates     *updateManager
 	port        int
+	// pong asks sendLoop to answer the master's PING (buffered: pings
+	// that arrive while one is pending merge).
+	pong chan struct{}
 
 	// agentID mirrors id for readers that cannot take mu.
 	agentID atomic.Pointer[string]
@@ -139,7 +142,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: log.With("component", "agent"), metrics: newMetrics(cfg.Registerer), tasks: map[string]*task{},
-		detached: make(chan struct{}),
+		detached: make(chan struct{}), pong: make(chan struct{}, 1),
 		hc: &http.Client{Transport: &http.Transport{
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 			ResponseHeaderTimeout: 10 * time.Second,
@@ -337,6 +340,11 @@ func (a *Agent) handle(ctx context.Context, stream string, ev agent.Event) {
 		if ev.Acknowledged != nil {
 			a.updates.ack(ev.Acknowledged.TaskID.Value, ev.Acknowledged.UUID)
 		}
+	case agent.EventPing:
+		select {
+		case a.pong <- struct{}{}:
+		default:
+		}
 	case agent.EventError:
 		if ev.Error != nil {
 			a.log.Warn("master reported an error", "message", ev.Error.Message)
@@ -346,13 +354,24 @@ func (a *Agent) handle(ctx context.Context, stream string, ev agent.Event) {
 
 // post sends one UPDATE call; false means it should be retried.
 func (a *Agent) post(ctx context.Context, fid mesos.ID, st mesos.TaskStatus) bool {
+	ok := a.call(ctx, agent.Call{Type: agent.CallUpdate, Update: &agent.Update{FrameworkID: fid, Status: st}})
+	if ok {
+		a.metrics.updatesSent.Inc()
+	}
+	return ok
+}
+
+// call POSTs c (with this agent's ID) on the current subscription and
+// reports whether the master accepted it.
+func (a *Agent) call(ctx context.Context, c agent.Call) bool {
 	a.mu.Lock()
 	id, stream := a.id, a.streamID
 	a.mu.Unlock()
 	if stream == "" {
 		return false
 	}
-	body, _ := json.Marshal(agent.Call{Type: agent.CallUpdate, AgentID: mesos.NewID(id), Update: &agent.Update{FrameworkID: fid, Status: st}})
+	c.AgentID = mesos.NewID(id)
+	body, _ := json.Marshal(c)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.Master+agent.Path, bytes.NewReader(body))
@@ -367,7 +386,6 @@ func (a *Agent) post(ctx context.Context, fid mesos.ID, st mesos.TaskStatus) boo
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
-	a.metrics.updatesSent.Inc()
 	return resp.StatusCode == http.StatusAccepted
 }
 
@@ -387,6 +405,8 @@ func (a *Agent) sendLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-a.updates.wake:
+		case <-a.pong:
+			a.call(ctx, agent.Call{Type: agent.CallPong})
 		}
 	}
 }

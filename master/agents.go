@@ -28,6 +28,16 @@ func (m *Master) handleAgent(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
+	case agent.CallPong:
+		if call.AgentID == nil {
+			httpError(w, http.StatusBadRequest, "Expecting 'agent_id' to be present")
+			return
+		}
+		if status, msg := m.agentPong(r.Header.Get(agent.StreamIDHeader), call.AgentID.Value); status >= 400 {
+			httpError(w, status, msg)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
 	default:
 		httpError(w, http.StatusBadRequest, "Unknown call type '"+call.Type+"'")
 	}
@@ -59,6 +69,8 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *ag
 	a.pid = mesos.AgentPID(sub.IP, info.Port)
 	a.conn, a.streamID, a.recovered = c, c.id, false
 	m.disarmTimer("agent/" + id)
+	a.missedPings = 0
+	m.ping(id, c)
 	// Release offers made on the old connection; they may be stale.
 	for oid, o := range m.offers {
 		if o.offer.AgentID.Value == id {
@@ -141,8 +153,52 @@ func (m *Master) agentDisconnected(id string, c *conn) {
 	if m.closing {
 		return
 	}
-	m.log.Warn("agent disconnected", "agent_id", id)
-	m.armTimer("agent/"+id, m.cfg.AgentReregisterTimeout, func() { m.expireAgent(id) })
+	m.disarmTimer("ping/" + id)
+	budget := m.cfg.AgentPingTimeout * time.Duration(m.cfg.MaxAgentPingTimeouts)
+	m.log.Warn("agent disconnected", "agent_id", id, "removed_in", budget)
+	m.armTimer("agent/"+id, budget, func() { m.expireAgent(id) })
+}
+
+// ping sends a PING on c and arms the next one; an agent that has not
+// answered MaxAgentPingTimeouts pings in a row is partitioned: its stream
+// is dropped and it is removed at once (Mesos marks it unreachable then).
+// Caller holds mu.
+func (m *Master) ping(id string, c *conn) {
+	a := m.agents[id]
+	if a == nil || a.conn != c {
+		return
+	}
+	if a.missedPings >= m.cfg.MaxAgentPingTimeouts {
+		m.log.Warn("agent missed its pings; taking it for partitioned", "agent_id", id, "missed", a.missedPings)
+		m.metrics.agentPingTimeouts.Inc()
+		a.conn = nil
+		c.close()
+		for oid, o := range m.offers {
+			if o.offer.AgentID.Value == id {
+				m.releaseOffer(oid, true)
+			}
+		}
+		m.expireAgent(id)
+		return
+	}
+	a.missedPings++
+	c.send(agent.Event{Type: agent.EventPing})
+	m.armTimer("ping/"+id, m.cfg.AgentPingTimeout, func() { m.ping(id, c) })
+}
+
+// agentPong records an agent's answer to PING.
+func (m *Master) agentPong(streamID, agentID string) (int, string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.agents[agentID]
+	if !ok || a.conn == nil {
+		return http.StatusForbidden, "Agent " + agentID + " is not subscribed"
+	}
+	if streamID != a.streamID {
+		return http.StatusBadRequest, "Stream ID does not match the agent's subscription"
+	}
+	a.missedPings = 0
+	return http.StatusAccepted, ""
 }
 
 // expireAgent removes an agent that did not come back in time: its tasks
@@ -153,7 +209,8 @@ func (m *Master) expireAgent(id string) {
 	if !ok || a.conn != nil {
 		return
 	}
-	m.log.Warn("agent did not re-register in time; removing it", "agent_id", id)
+	m.disarmTimer("ping/" + id)
+	m.log.Warn("removing agent: it did not come back in time", "agent_id", id)
 	for _, t := range m.tasks {
 		if t.task.AgentID.Value != id {
 			continue

@@ -2,6 +2,9 @@ package master
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/keelhq/keel/allocator"
@@ -71,6 +74,15 @@ func (m *Master) allocate(now time.Time) {
 			Attributes:  a.info.Attributes,
 		}
 		m.offers[o.ID.Value] = &offerRec{offer: o, created: now}
+		if m.cfg.OfferTimeout > 0 {
+			oid := o.ID.Value
+			m.armTimer("offer/"+oid, m.cfg.OfferTimeout, func() {
+				if m.releaseOffer(oid, true) != nil {
+					m.log.Debug("offer timed out; rescinded", "offer_id", oid)
+					m.kick()
+				}
+			})
+		}
 		a.offered = a.offered.Plus(d.Resources)
 		f.offered = f.offered.Plus(d.Resources)
 		byFw[d.FrameworkID] = append(byFw[d.FrameworkID], o)
@@ -89,12 +101,14 @@ func (m *Master) releaseOffer(id string, rescind bool) *offerRec {
 		return nil
 	}
 	delete(m.offers, id)
+	m.disarmTimer("offer/" + id)
 	if a := m.agents[o.offer.AgentID.Value]; a != nil {
 		a.offered = a.offered.Minus(o.offer.Resources)
 	}
 	if f := m.frameworks[o.offer.FrameworkID.Value]; f != nil {
 		f.offered = f.offered.Minus(o.offer.Resources)
 		if rescind {
+			m.metrics.offersRescinded.Inc()
 			f.conn.send(mesos.Event{Type: mesos.EventRescind, Rescind: &mesos.Rescind{OfferID: o.offer.ID}})
 		}
 	}
@@ -109,4 +123,62 @@ func frameworkRole(info mesos.FrameworkInfo) string {
 		return info.Role
 	}
 	return "*"
+}
+
+// ValidateRole checks a role name by Mesos' rules: "*" or one or more
+// "/"-separated components, none empty, "." or "..", none starting with
+// "-", and no whitespace, backslash or "*" anywhere.
+func ValidateRole(role string) error {
+	if role == "*" {
+		return nil
+	}
+	if role == "" {
+		return fmt.Errorf("role name is empty")
+	}
+	for _, part := range strings.Split(role, "/") {
+		switch {
+		case part == "":
+			return fmt.Errorf("role %q: empty path component", role)
+		case part == "." || part == "..":
+			return fmt.Errorf("role %q: component %q is not allowed", role, part)
+		case strings.HasPrefix(part, "-"):
+			return fmt.Errorf("role %q: a component cannot start with '-'", role)
+		case strings.ContainsAny(part, " \t\n\r\f\v\\*"):
+			return fmt.Errorf("role %q: whitespace, backslash and '*' are not allowed", role)
+		}
+	}
+	return nil
+}
+
+// frameworkRoles are the roles a framework subscribes with: Roles for
+// MULTI_ROLE frameworks, else Role, else "*".
+func frameworkRoles(info mesos.FrameworkInfo) []string {
+	if len(info.Roles) > 0 {
+		return info.Roles
+	}
+	if info.Role != "" {
+		return []string{info.Role}
+	}
+	return []string{"*"}
+}
+
+// checkRoles validates a subscribing framework's roles: 400 for a name
+// Mesos would refuse, 403 for a role outside the --roles whitelist.
+func (m *Master) checkRoles(info mesos.FrameworkInfo) (int, string) {
+	for _, r := range frameworkRoles(info) {
+		if err := ValidateRole(r); err != nil {
+			return http.StatusBadRequest, "Invalid 'framework_info.roles': " + err.Error()
+		}
+		if r == "*" || len(m.cfg.Roles) == 0 {
+			continue
+		}
+		allowed := false
+		for _, w := range m.cfg.Roles {
+			allowed = allowed || w == r
+		}
+		if !allowed {
+			return http.StatusForbidden, "Role '" + r + "' is not present in the master's --roles"
+		}
+	}
+	return 0, ""
 }

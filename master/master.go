@@ -46,6 +46,19 @@ type Config struct {
 	// kept before they are marked unreachable (default 75s, Mesos' 15s ping
 	// timeout times 5).
 	AgentReregisterTimeout time.Duration
+	// AgentPingTimeout is how long the master waits for an agent's PONG
+	// (default 15s), and MaxAgentPingTimeouts how many it may miss in a
+	// row (default 5) before the agent is taken for partitioned: its tasks
+	// become unreachable (or lost) and it leaves the pool. The same budget
+	// applies to an agent whose stream broke.
+	AgentPingTimeout     time.Duration
+	MaxAgentPingTimeouts int
+	// OfferTimeout, when positive, rescinds offers a framework keeps
+	// longer (Mesos' --offer_timeout; default none).
+	OfferTimeout time.Duration
+	// Roles, when set, are the only roles frameworks may use besides "*"
+	// (Mesos' --roles whitelist). Role names are always validated.
+	Roles []string
 	// Weights of roles for the allocator (Mesos' --weights); default 1.
 	Weights map[string]float64
 	// Version is reported by /version and GET_VERSION.
@@ -98,6 +111,8 @@ type agentRec struct {
 	conn       *conn
 	streamID   string
 	registered time.Time
+	// missedPings counts PINGs sent on conn that no PONG answered yet.
+	missedPings int
 }
 
 func (a *agentRec) available() mesos.Resources { return a.total.Minus(a.used).Minus(a.offered) }
@@ -148,6 +163,17 @@ func New(cfg Config) (*Master, error) {
 	}
 	if cfg.AgentReregisterTimeout <= 0 {
 		cfg.AgentReregisterTimeout = 75 * time.Second
+	}
+	if cfg.AgentPingTimeout <= 0 {
+		cfg.AgentPingTimeout = 15 * time.Second
+	}
+	if cfg.MaxAgentPingTimeouts <= 0 {
+		cfg.MaxAgentPingTimeouts = 5
+	}
+	for _, r := range cfg.Roles {
+		if err := ValidateRole(r); err != nil {
+			return nil, fmt.Errorf("master: config: roles: %w", err)
+		}
 	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"

@@ -25,6 +25,12 @@ import (
 // startMaster runs a master on a free loopback port and returns its URL.
 func startMaster(t *testing.T) string {
 	t.Helper()
+	return startMasterWith(t, nil)
+}
+
+// startMasterWith is startMaster with a chance to change the config.
+func startMasterWith(t *testing.T, tweak func(*master.Config)) string {
+	t.Helper()
 	leakcheck.Check(t)
 	store, err := coord.OpenBolt(t.TempDir())
 	if err != nil {
@@ -33,10 +39,12 @@ func startMaster(t *testing.T) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- master.Run(ctx, master.Config{Listen: "127.0.0.1:0", Store: store, AllocationInterval: 50 * time.Millisecond,
-			HeartbeatInterval: time.Second, OnListen: func(a net.Addr) { addrc <- a }})
-	}()
+	cfg := master.Config{Listen: "127.0.0.1:0", Store: store, AllocationInterval: 50 * time.Millisecond,
+		HeartbeatInterval: time.Second, OnListen: func(a net.Addr) { addrc <- a }}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	go func() { done <- master.Run(ctx, cfg) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -157,9 +165,12 @@ func (s *scheduler) next(t *testing.T, typ string) mesos.Event {
 }
 
 func subscribe(t *testing.T, ctx context.Context, url string) *scheduler {
+	return subscribeInfo(t, ctx, url, mesos.FrameworkInfo{User: "root", Name: "test", FailoverTimeout: 60,
+		Capabilities: []mesos.FrameworkCapability{{Type: mesos.CapabilityTaskKillingState}}})
+}
+
+func subscribeInfo(t *testing.T, ctx context.Context, url string, info mesos.FrameworkInfo) *scheduler {
 	s := &scheduler{Scheduler: mesosclient.NewScheduler(url), signal: make(chan struct{}, 1)}
-	info := mesos.FrameworkInfo{User: "root", Name: "test", FailoverTimeout: 60,
-		Capabilities: []mesos.FrameworkCapability{{Type: mesos.CapabilityTaskKillingState}}}
 	go s.Subscribe(ctx, info, func(ev mesos.Event) {
 		s.mu.Lock()
 		s.events = append(s.events, ev)

@@ -2,6 +2,7 @@ package master
 
 import (
 	"net/http"
+	"sort"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,6 +16,8 @@ type metrics struct {
 	updates           *prometheus.CounterVec
 	subscriptions     *prometheus.CounterVec
 	allocationSeconds prometheus.Histogram
+	agentPingTimeouts prometheus.Counter
+	offersRescinded   prometheus.Counter
 }
 
 // counts is a consistent reading of the registry's sizes.
@@ -53,13 +56,17 @@ func newMetrics(reg prometheus.Registerer, m *Master) *metrics {
 			Help: "Task status updates received from agents, by state."}, []string{"state"}),
 		subscriptions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keel", Subsystem: "master", Name: "subscriptions_total",
 			Help: "Streams opened, by kind (framework, agent, operator)."}, []string{"kind"}),
+		agentPingTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keel", Subsystem: "master", Name: "agent_partitions_total",
+			Help: "Agents taken for partitioned after missing --max_agent_ping_timeouts pings."}),
+		offersRescinded: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keel", Subsystem: "master", Name: "offers_rescinded_total",
+			Help: "Offers rescinded, by --offer_timeout or because their agent went away."}),
 		allocationSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "keel", Subsystem: "master", Name: "allocation_duration_seconds",
 			Help: "Time of one allocator cycle.", Buckets: prometheus.ExponentialBuckets(1e-5, 4, 10)}),
 	}
 	if reg == nil {
 		return mt
 	}
-	reg.MustRegister(mt.offers, mt.launched, mt.calls, mt.updates, mt.subscriptions, mt.allocationSeconds)
+	reg.MustRegister(mt.offers, mt.launched, mt.calls, mt.updates, mt.subscriptions, mt.allocationSeconds, mt.agentPingTimeouts, mt.offersRescinded)
 	reg.MustRegister(&gaugeCollector{m: m})
 	return mt
 }
@@ -98,6 +105,22 @@ func (g *gaugeCollector) Collect(ch chan<- prometheus.Metric) {
 // handleMetricsSnapshot serves Mesos' /metrics/snapshot with the Mesos
 // metric names that have a Keel equivalent.
 func (m *Master) handleMetricsSnapshot(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, m.mesosMetrics())
+}
+
+// getMetrics answers the operator API's GET_METRICS, sorted by name.
+func (m *Master) getMetrics() *mesos.GetMetrics {
+	snap := m.mesosMetrics()
+	out := &mesos.GetMetrics{Metrics: make([]mesos.Metric, 0, len(snap))}
+	for name, v := range snap {
+		out.Metrics = append(out.Metrics, mesos.Metric{Name: name, Value: v})
+	}
+	sort.Slice(out.Metrics, func(i, j int) bool { return out.Metrics[i].Name < out.Metrics[j].Name })
+	return out
+}
+
+// mesosMetrics is the master's state under Mesos' metric names.
+func (m *Master) mesosMetrics() map[string]float64 {
 	c := m.counts()
 	out := map[string]float64{
 		"master/elected":                 1,
@@ -116,5 +139,5 @@ func (m *Master) handleMetricsSnapshot(w http.ResponseWriter, r *http.Request) {
 		"master/tasks_unreachable":       float64(c.tasks[mesos.TaskUnreachable]),
 	}
 	out["master/uptime_secs"] = timeSince(m.start)
-	writeJSON(w, http.StatusOK, out)
+	return out
 }

@@ -25,6 +25,8 @@ func (m *Master) handleOperator(w http.ResponseWriter, r *http.Request) {
 		resp.GetVersion = &mesos.GetVersion{VersionInfo: mesos.VersionInfo{Version: m.cfg.Version}}
 	case mesos.OpGetMaster:
 		resp.GetMaster = &mesos.GetMaster{MasterInfo: m.info}
+	case mesos.OpGetMetrics:
+		resp.GetMetrics = m.getMetrics()
 	case mesos.OpGetRoles:
 		m.mu.Lock()
 		resp.GetRoles = m.getRoles()

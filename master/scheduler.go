@@ -51,6 +51,10 @@ func (m *Master) subscribeFramework(w http.ResponseWriter, r *http.Request, call
 		httpError(w, http.StatusBadRequest, "'framework_id' differs from 'subscribe.framework_info.id'")
 		return
 	}
+	if status, msg := m.checkRoles(info); status != 0 {
+		httpError(w, status, msg)
+		return
+	}
 	c := newConn(newUUID())
 	m.mu.Lock()
 	id := info.ID.Val()

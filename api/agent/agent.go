@@ -9,7 +9,11 @@
 //     on), then LAUNCH, KILL, ACKNOWLEDGED and HEARTBEAT events. The stream
 //     staying open is the agent's connection; when it breaks the agent
 //     re-subscribes with its ID.
-//   - Every other call (UPDATE) is a separate POST to the same path, with
+//   - The master sends PING every agent ping timeout; the agent answers
+//     each with a PONG call. An agent that misses too many in a row is
+//     taken for partitioned (Mesos' --agent_ping_timeout and
+//     --max_agent_ping_timeouts), even while its TCP stream looks open.
+//   - Every other call (UPDATE, PONG) is a separate POST to the same path, with
 //     the agent ID and the StreamIDHeader the SUBSCRIBE response carried;
 //     the master answers 202 Accepted.
 //   - Status updates are at-least-once: the agent keeps each update (per
@@ -31,6 +35,7 @@ const StreamIDHeader = "Keel-Agent-Stream-Id"
 const (
 	CallSubscribe = "SUBSCRIBE"
 	CallUpdate    = "UPDATE"
+	CallPong      = "PONG"
 )
 
 // Call is POSTed by an agent to Path.
@@ -67,6 +72,7 @@ const (
 	EventAcknowledged = "ACKNOWLEDGED"
 	EventHeartbeat    = "HEARTBEAT"
 	EventError        = "ERROR"
+	EventPing         = "PING"
 )
 
 // Event is one record of the stream the master sends an agent.

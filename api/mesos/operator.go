@@ -10,6 +10,7 @@ const (
 	OpGetTasks      = "GET_TASKS"
 	OpGetMaster     = "GET_MASTER"
 	OpGetRoles      = "GET_ROLES"
+	OpGetMetrics    = "GET_METRICS"
 	OpSubscribe     = "SUBSCRIBE"
 )
 
@@ -29,6 +30,19 @@ type OperatorResponse struct {
 	GetTasks      *GetTasks      `json:"get_tasks,omitempty"`
 	GetMaster     *GetMaster     `json:"get_master,omitempty"`
 	GetRoles      *GetRoles      `json:"get_roles,omitempty"`
+	GetMetrics    *GetMetrics    `json:"get_metrics,omitempty"`
+}
+
+// GetMetrics is Response.GetMetrics: the master's metrics under Mesos'
+// names (the same set as /metrics/snapshot).
+type GetMetrics struct {
+	Metrics []Metric `json:"metrics"`
+}
+
+// Metric is one named value of GetMetrics.
+type Metric struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
 }
 
 // GetRoles is Response.GetRoles.

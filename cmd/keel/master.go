@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +34,10 @@ type masterFlags struct {
 	frameworkName              string
 	localPortMin, localPortMax int
 	weights                    string
+	roles                      string
+	agentPingTimeout           time.Duration
+	maxAgentPingTimeouts       int
+	offerTimeout               time.Duration
 }
 
 func (f *masterFlags) register(fs *flag.FlagSet, ip string) {
@@ -48,6 +54,10 @@ func (f *masterFlags) register(fs *flag.FlagSet, ip string) {
 	fs.IntVar(&f.localPortMin, "local_port_min", 10000, "lowest service port the apps framework assigns")
 	fs.IntVar(&f.localPortMax, "local_port_max", 20000, "highest service port the apps framework assigns")
 	fs.StringVar(&f.weights, "weights", "", `role weights for fair sharing, e.g. "prod=3,dev=1" (default 1 each)`)
+	fs.StringVar(&f.roles, "roles", "", `comma-separated roles frameworks may use besides "*" (default: any valid role)`)
+	fs.DurationVar(&f.agentPingTimeout, "agent_ping_timeout", 15*time.Second, "how long to wait for an agent's answer to a ping")
+	fs.IntVar(&f.maxAgentPingTimeouts, "max_agent_ping_timeouts", 5, "missed pings after which an agent is taken for partitioned and its tasks unreachable")
+	fs.DurationVar(&f.offerTimeout, "offer_timeout", 0, "rescind offers not answered within this time (0: never)")
 }
 
 func runMaster(ctx context.Context, args []string) error {
@@ -81,6 +91,15 @@ func startMaster(ctx context.Context, g *errgroup.Group, f masterFlags, reg *pro
 	if err != nil {
 		return err
 	}
+	var roles []string
+	for _, r := range strings.Split(f.roles, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			if err := master.ValidateRole(r); err != nil {
+				return fmt.Errorf("--roles: %w", err)
+			}
+			roles = append(roles, r)
+		}
+	}
 	store, err := coord.OpenBolt(f.workDir)
 	if err != nil {
 		return err
@@ -102,7 +121,8 @@ func startMaster(ctx context.Context, g *errgroup.Group, f masterFlags, reg *pro
 		return master.Run(ctx, master.Config{
 			Listen: hostPort(f.ip, f.port), IP: advertise, Hostname: f.hostname, Store: store,
 			AllocationInterval: f.allocationInterval, AgentReregisterTimeout: f.agentReregisterTimeout,
-			HeartbeatInterval: f.heartbeat, Version: version, Weights: weights, Extra: webui.Handler(webui.Cluster), Registerer: reg, Gatherer: reg, Logger: log,
+			HeartbeatInterval: f.heartbeat, Version: version, Weights: weights, Roles: roles,
+			AgentPingTimeout: f.agentPingTimeout, MaxAgentPingTimeouts: f.maxAgentPingTimeouts, OfferTimeout: f.offerTimeout, Extra: webui.Handler(webui.Cluster), Registerer: reg, Gatherer: reg, Logger: log,
 			OnListen: func(a net.Addr) { ready <- a.(*net.TCPAddr).String() },
 		})
 	})
