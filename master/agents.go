@@ -55,7 +55,7 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *ag
 	a, known := m.agents[id]
 	if id == "" {
 		m.seq++
-		id = fmt.Sprintf("%s-S%d", m.info.ID, m.seq)
+		id = fmt.Sprintf("%s-S%d", m.idBase, m.seq)
 	}
 	if !known {
 		a = &agentRec{registered: time.Now()}

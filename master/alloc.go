@@ -66,7 +66,7 @@ func (m *Master) allocate(now time.Time) {
 		a, f := m.agents[d.AgentID], m.frameworks[d.FrameworkID]
 		m.seq++
 		o := mesos.Offer{
-			ID:          mesos.ID{Value: m.info.ID + "-O" + itoa(m.seq)},
+			ID:          mesos.ID{Value: m.idBase + "-O" + itoa(m.seq)},
 			FrameworkID: mesos.ID{Value: d.FrameworkID},
 			AgentID:     mesos.ID{Value: d.AgentID},
 			Hostname:    a.info.Hostname,

@@ -155,8 +155,8 @@ func TestFrameworkRoles(t *testing.T) {
 			}
 		})
 	}
-	if _, err := master.New(master.Config{Store: nil}); err == nil {
-		t.Fatal("config without store accepted")
+	if err := master.Run(context.Background(), master.Config{Listen: "127.0.0.1:0"}); err == nil || !strings.Contains(err.Error(), "Store") {
+		t.Fatalf("config without store: %v", err)
 	}
 	if err := master.ValidateRole("a//b"); err == nil {
 		t.Fatal("a//b accepted")

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/keelhq/keel/api/mesos"
 )
@@ -35,8 +34,13 @@ type Config struct {
 	// IP defaults to the listener's IP, Hostname to IP.
 	Hostname string
 	IP       string
-	// Store holds the registry; required.
+	// Store holds the registry of a standalone master (required without
+	// Elector).
 	Store Store
+	// Elector, when set, makes this master one of an HA set: it serves
+	// only while it leads, each term on the store the term brings, and
+	// redirects to the leader otherwise.
+	Elector Elector
 	// AllocationInterval is the batch allocation period (default 1s).
 	AllocationInterval time.Duration
 	// HeartbeatInterval is the period of HEARTBEAT events on every stream
@@ -79,7 +83,12 @@ type Master struct {
 	log     *slog.Logger
 	metrics *metrics
 	info    mesos.MasterInfo
-	start   time.Time
+	// idBase prefixes the IDs this term hands out.
+	idBase string
+	start  time.Time
+
+	muxOnce sync.Once
+	mux     http.Handler
 
 	// trigger asks the allocation loop for an early cycle.
 	trigger chan struct{}
@@ -147,10 +156,10 @@ const (
 	maxBody       = 4 << 20
 )
 
-// New validates cfg and returns a master ready to Run.
-func New(cfg Config) (*Master, error) {
-	if cfg.Store == nil {
-		return nil, errors.New("master: config: Store is required")
+// withDefaults validates cfg and fills in its defaults.
+func withDefaults(cfg Config) (Config, error) {
+	if cfg.Store == nil && cfg.Elector == nil {
+		return cfg, errors.New("master: config: Store (standalone) or Elector (HA) is required")
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:5050"
@@ -172,19 +181,30 @@ func New(cfg Config) (*Master, error) {
 	}
 	for _, r := range cfg.Roles {
 		if err := ValidateRole(r); err != nil {
-			return nil, fmt.Errorf("master: config: roles: %w", err)
+			return cfg, fmt.Errorf("master: config: roles: %w", err)
 		}
 	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
-	m := &Master{
+	return cfg, nil
+}
+
+// newTerm returns the registry of one leadership term: empty until
+// recover loads it from store. IDs it hands out (frameworks, agents,
+// offers) start with a prefix of its own, so two terms of one process
+// never reuse an ID.
+func newTerm(cfg Config, info mesos.MasterInfo, store Store, mt *metrics, log *slog.Logger) *Master {
+	cfg.Store = store
+	return &Master{
 		cfg:        cfg,
-		log:        log.With("component", "master"),
+		log:        log,
+		metrics:    mt,
+		info:       info,
+		idBase:     newUUID(),
 		start:      time.Now(),
 		trigger:    make(chan struct{}, 1),
 		agents:     map[string]*agentRec{},
@@ -195,90 +215,33 @@ func New(cfg Config) (*Master, error) {
 		opSubs:     map[*conn]struct{}{},
 		timers:     map[string]*time.Timer{},
 	}
-	m.metrics = newMetrics(cfg.Registerer, m)
-	return m, nil
 }
 
-// Run serves the master's APIs until ctx is done, then closes every stream
-// and returns nil. It fails if the address cannot be bound or the registry
-// cannot be read.
-func Run(ctx context.Context, cfg Config) error {
-	m, err := New(cfg)
-	if err != nil {
-		return err
-	}
-	return m.Run(ctx)
-}
-
-// Run serves until ctx is done.
-func (m *Master) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", m.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("master: listen: %w", err)
-	}
-	addr := ln.Addr().(*net.TCPAddr)
-	m.setInfo(addr)
-	if err := m.recover(ctx); err != nil {
-		ln.Close()
-		return err
-	}
-	if m.cfg.OnListen != nil {
-		m.cfg.OnListen(addr)
-	}
-	srv := &http.Server{
-		Handler:           m.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
-	m.log.Info("master listening", "addr", addr.String(), "id", m.info.ID)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("master: serve: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error { m.allocationLoop(gctx); return nil })
-	g.Go(func() error {
-		<-gctx.Done()
-		m.shutdown()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			srv.Close()
-		}
-		return nil
-	})
-	return g.Wait()
-}
-
-func (m *Master) setInfo(addr *net.TCPAddr) {
-	ip := m.cfg.IP
+// masterInfo is what this process advertises (MasterInfo, the election
+// node, leader.mesos), fixed for the life of the process.
+func masterInfo(cfg Config, addr *net.TCPAddr) mesos.MasterInfo {
+	ip := cfg.IP
 	if ip == "" {
 		ip = addr.IP.String()
 		if addr.IP.IsUnspecified() {
 			ip = "127.0.0.1"
 		}
 	}
-	host := m.cfg.Hostname
+	host := cfg.Hostname
 	if host == "" {
 		host = ip
 	}
-	id := newUUID()
-	m.info = mesos.MasterInfo{
-		ID:       id,
+	return mesos.MasterInfo{
+		ID:       newUUID(),
 		IP:       mesos.IPv4ToUint32(net.ParseIP(ip)),
 		Port:     addr.Port,
 		PID:      "master@" + net.JoinHostPort(ip, strconv.Itoa(addr.Port)),
 		Hostname: host,
-		Version:  m.cfg.Version,
+		Version:  cfg.Version,
 		Address:  &mesos.Address{Hostname: host, IP: ip, Port: addr.Port},
 	}
 }
 
-// Info returns the master's MasterInfo.
-func (m *Master) Info() mesos.MasterInfo { return m.info }
 
 // shutdown closes every stream and stops every timer.
 func (m *Master) shutdown() {

@@ -18,6 +18,8 @@ type metrics struct {
 	allocationSeconds prometheus.Histogram
 	agentPingTimeouts prometheus.Counter
 	offersRescinded   prometheus.Counter
+	elected           prometheus.Gauge
+	elections         prometheus.Counter
 }
 
 // counts is a consistent reading of the registry's sizes.
@@ -46,8 +48,14 @@ func (m *Master) counts() counts {
 	return c
 }
 
-func newMetrics(reg prometheus.Registerer, m *Master) *metrics {
+// newMetrics makes the master's metrics, once per process: they outlive
+// terms, and the gauges read whichever term leads at scrape time.
+func newMetrics(reg prometheus.Registerer, s *server) *metrics {
 	mt := &metrics{
+		elected: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keel", Subsystem: "master", Name: "elected",
+			Help: "1 while this master leads, else 0."}),
+		elections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keel", Subsystem: "master", Name: "elections_total",
+			Help: "Terms this master has started as leader."}),
 		offers:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keel", Subsystem: "master", Name: "offers_total", Help: "Offers sent to frameworks."}),
 		launched: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keel", Subsystem: "master", Name: "tasks_launched_total", Help: "Tasks launched."}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keel", Subsystem: "master", Name: "scheduler_calls_total",
@@ -66,13 +74,14 @@ func newMetrics(reg prometheus.Registerer, m *Master) *metrics {
 	if reg == nil {
 		return mt
 	}
-	reg.MustRegister(mt.offers, mt.launched, mt.calls, mt.updates, mt.subscriptions, mt.allocationSeconds, mt.agentPingTimeouts, mt.offersRescinded)
-	reg.MustRegister(&gaugeCollector{m: m})
+	reg.MustRegister(mt.offers, mt.launched, mt.calls, mt.updates, mt.subscriptions, mt.allocationSeconds, mt.agentPingTimeouts, mt.offersRescinded,
+		mt.elected, mt.elections)
+	reg.MustRegister(&gaugeCollector{s: s})
 	return mt
 }
 
 // gaugeCollector reads the registry's sizes at scrape time.
-type gaugeCollector struct{ m *Master }
+type gaugeCollector struct{ s *server }
 
 var (
 	descAgents     = prometheus.NewDesc("keel_master_agents", "Registered agents by connection.", []string{"connected"}, nil)
@@ -91,7 +100,10 @@ func (g *gaugeCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (g *gaugeCollector) Collect(ch chan<- prometheus.Metric) {
-	c := g.m.counts()
+	var c counts
+	if m := g.s.cur.Load(); m != nil {
+		c = m.counts()
+	}
 	ch <- prometheus.MustNewConstMetric(descAgents, prometheus.GaugeValue, float64(c.agentsActive), "true")
 	ch <- prometheus.MustNewConstMetric(descAgents, prometheus.GaugeValue, float64(c.agents-c.agentsActive), "false")
 	ch <- prometheus.MustNewConstMetric(descFrameworks, prometheus.GaugeValue, float64(c.frameworksActive), "true")

@@ -61,7 +61,7 @@ func (m *Master) subscribeFramework(w http.ResponseWriter, r *http.Request, call
 	f, known := m.frameworks[id]
 	if id == "" {
 		m.seq++
-		id = m.info.ID + "-" + fmt.Sprintf("%04d", m.seq)
+		id = m.idBase + "-" + fmt.Sprintf("%04d", m.seq)
 	}
 	info.ID = mesos.NewID(id)
 	if !known {
