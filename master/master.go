@@ -242,7 +242,6 @@ func masterInfo(cfg Config, addr *net.TCPAddr) mesos.MasterInfo {
 	}
 }
 
-
 // shutdown closes every stream and stops every timer.
 func (m *Master) shutdown() {
 	m.mu.Lock()
