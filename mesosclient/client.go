@@ -34,6 +34,16 @@ func newHTTPClient() *http.Client {
 	}}
 }
 
+// Resolver returns the base URL ("http://host:5050") of the master to
+// talk to now: the leader, as a detector (coord.Detector) knows it.
+type Resolver func(ctx context.Context) (string, error)
+
+// Static is the Resolver of one fixed master: a standalone one, or any
+// master of an HA set (standbys redirect to the leader).
+func Static(base string) Resolver {
+	return func(context.Context) (string, error) { return base, nil }
+}
+
 // StatusError is a non-2xx answer from the master.
 type StatusError struct {
 	Code int

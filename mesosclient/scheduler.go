@@ -14,17 +14,26 @@ import (
 // Scheduler is a client of the v1 scheduler API for one framework. It is
 // safe for concurrent use: Call may be made from Subscribe's handler.
 type Scheduler struct {
-	url string
-	hc  *http.Client
+	leader Resolver
+	hc     *http.Client
 
 	mu          sync.Mutex
+	url         string // of the master holding the current stream
 	streamID    string
 	frameworkID string
 }
 
+// schedulerPath is the scheduler API's path on a master.
+const schedulerPath = "/api/v1/scheduler"
+
 // NewScheduler returns a client of the master at base ("http://host:5050").
-func NewScheduler(base string) *Scheduler {
-	return &Scheduler{url: strings.TrimRight(base, "/") + "/api/v1/scheduler", hc: newHTTPClient()}
+func NewScheduler(base string) *Scheduler { return NewSchedulerFor(Static(base)) }
+
+// NewSchedulerFor returns a client that subscribes to whichever master
+// leader names at each (re)subscription; calls go to the master that
+// holds the stream.
+func NewSchedulerFor(leader Resolver) *Scheduler {
+	return &Scheduler{leader: leader, hc: newHTTPClient()}
 }
 
 // ErrNotSubscribed is returned by Call before a subscription is up.
@@ -36,11 +45,17 @@ var ErrNotSubscribed = errors.New("mesosclient: not subscribed")
 // arrives for three heartbeat intervals.
 func (s *Scheduler) Subscribe(ctx context.Context, info mesos.FrameworkInfo, handle func(mesos.Event)) error {
 	call := mesos.Call{Type: mesos.CallSubscribe, FrameworkID: info.ID, Subscribe: &mesos.Subscribe{FrameworkInfo: info}}
-	resp, err := post(ctx, s.hc, s.url, call, nil)
+	base, err := s.leader(ctx)
+	if err != nil {
+		return err
+	}
+	resp, err := post(ctx, s.hc, strings.TrimRight(base, "/")+schedulerPath, call, nil)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
+	// A standby redirects to the leader: later calls go straight there.
+	s.url = resp.Request.URL.String()
 	s.streamID = resp.Header.Get(mesos.StreamIDHeader)
 	s.mu.Unlock()
 	defer func() {
@@ -67,7 +82,7 @@ func (s *Scheduler) Subscribe(ctx context.Context, info mesos.FrameworkInfo, han
 // framework ID when call.FrameworkID is nil.
 func (s *Scheduler) Call(ctx context.Context, call mesos.Call) error {
 	s.mu.Lock()
-	sid, fid := s.streamID, s.frameworkID
+	url, sid, fid := s.url, s.streamID, s.frameworkID
 	s.mu.Unlock()
 	if sid == "" || fid == "" {
 		return ErrNotSubscribed
@@ -77,7 +92,7 @@ func (s *Scheduler) Call(ctx context.Context, call mesos.Call) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	resp, err := post(ctx, s.hc, s.url, call, http.Header{mesos.StreamIDHeader: {sid}})
+	resp, err := post(ctx, s.hc, url, call, http.Header{mesos.StreamIDHeader: {sid}})
 	if err != nil {
 		return err
 	}
