@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,9 @@ import (
 type Config struct {
 	// Master is the master's base URL, e.g. "http://127.0.0.1:5050".
 	Master string
+	// Leader, when set, is asked for the leading master's URL at every
+	// (re)connect instead of using Master (an HA set: coord.Detector).
+	Leader mesosclient.Resolver
 	// Idle is how long the stream may stay silent (heartbeats included)
 	// before it is considered broken (default 45s: three Mesos heartbeats).
 	Idle time.Duration
@@ -59,10 +63,14 @@ func New(cfg Config) *Discovery {
 	if log == nil {
 		log = slog.Default()
 	}
+	leader := cfg.Leader
+	if leader == nil {
+		leader = mesosclient.Static(cfg.Master)
+	}
 	d := &Discovery{
 		cfg:   cfg,
 		log:   log.With("component", "discovery"),
-		op:    mesosclient.NewOperator(cfg.Master),
+		op:    mesosclient.NewOperatorFor(leader),
 		dirty: make(chan struct{}, 1),
 		model: newModel(),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keel", Subsystem: "gateway", Name: "events_total",
@@ -143,7 +151,11 @@ func (d *Discovery) handle(ev mesos.OperatorEvent) {
 	if ev.Type == mesos.OpEventSubscribed {
 		d.connected.Set(1)
 		d.resyncs.Inc()
-		d.log.Info("subscribed to master events", "master", d.cfg.Master)
+		master := ""
+		if mi := ev.Subscribed.MasterInfo; mi != nil && mi.Address != nil {
+			master = mi.Address.Hostname + ":" + strconv.Itoa(mi.Address.Port)
+		}
+		d.log.Info("subscribed to master events", "master", master)
 	}
 	if changed {
 		d.markDirty()

@@ -22,6 +22,10 @@ type model struct {
 }
 
 type taskState struct {
+	// kept marks a task carried over from before a resync because its
+	// agent is recovering at the new master: served until the agent
+	// re-registers (and re-reports it) or is removed.
+	kept    bool
 	task    mesos.Task
 	ips     []string // from the latest status that carried network infos
 	healthy *bool
@@ -54,6 +58,23 @@ func (m *model) apply(ev mesos.OperatorEvent) bool {
 		for _, t := range st.GetTasks.Tasks {
 			fresh.addTask(t)
 		}
+		// A new leader (or a restarted master) does not know the tasks of
+		// agents that have yet to re-register; keep serving what we knew
+		// of them rather than dropping routes and names for seconds.
+		recovering := map[string]bool{}
+		for _, a := range st.GetAgents.RecoveredAgents {
+			recovering[a.ID.Val()] = true
+		}
+		for id, ts := range m.tasks {
+			if _, known := fresh.tasks[id]; !known && recovering[ts.task.AgentID.Value] {
+				kept := *ts
+				kept.kept = true
+				fresh.tasks[id] = &kept
+				if a, ok := m.agents[ts.task.AgentID.Value]; ok {
+					fresh.agents[ts.task.AgentID.Value] = a
+				}
+			}
+		}
 		*m = *fresh
 		return true
 	case mesos.OpEventTaskAdded:
@@ -77,12 +98,17 @@ func (m *model) apply(ev mesos.OperatorEvent) bool {
 		}
 	case mesos.OpEventAgentAdded:
 		if a := ev.AgentAdded; a != nil {
-			m.agents[a.Agent.AgentInfo.ID.Val()] = a.Agent
+			id := a.Agent.AgentInfo.ID.Val()
+			m.agents[id] = a.Agent
+			// The agent re-reported its tasks (TASK_ADDED) before this
+			// event: what is still only kept is gone.
+			m.dropKept(id)
 			return true
 		}
 	case mesos.OpEventAgentRemoved:
 		if a := ev.AgentRemoved; a != nil {
 			delete(m.agents, a.AgentID.Value)
+			m.dropKept(a.AgentID.Value)
 			return true
 		}
 	case mesos.OpEventFrameworkAdded, mesos.OpEventFrameworkUpdated:
@@ -101,6 +127,15 @@ func (m *model) apply(ev mesos.OperatorEvent) bool {
 		}
 	}
 	return false
+}
+
+// dropKept forgets the tasks kept across a resync for agent id.
+func (m *model) dropKept(id string) {
+	for tid, ts := range m.tasks {
+		if ts.kept && ts.task.AgentID.Value == id {
+			delete(m.tasks, tid)
+		}
+	}
 }
 
 func (m *model) addTask(t mesos.Task) {

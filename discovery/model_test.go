@@ -112,3 +112,50 @@ func TestSaveLoad(t *testing.T) {
 		t.Fatalf("missing file: %v %v", ok, err)
 	}
 }
+
+// A resync with a new leader that is still waiting for an agent keeps
+// that agent's tasks until the agent re-registers (then only what it
+// re-reports stays) or is removed.
+func TestModelKeepsTasksOfRecoveringAgents(t *testing.T) {
+	running := func(id, agent string) mesos.Task {
+		return mesos.Task{Name: "web", TaskID: mesos.ID{Value: id}, FrameworkID: mesos.ID{Value: "fw"}, AgentID: mesos.ID{Value: agent}, State: mesos.TaskRunning}
+	}
+	agents := mesos.GetAgents{Agents: []mesos.AgentState{
+		{AgentInfo: mesos.AgentInfo{ID: mesos.NewID("a1"), Hostname: "n1"}, PID: mesos.AgentPID("10.0.0.1", 5051)},
+		{AgentInfo: mesos.AgentInfo{ID: mesos.NewID("a2"), Hostname: "n2"}, PID: mesos.AgentPID("10.0.0.2", 5051)}}}
+	m := newModel()
+	m.apply(mesos.OperatorEvent{Type: mesos.OpEventSubscribed, Subscribed: &mesos.OpSubscribed{GetState: mesos.GetState{
+		GetAgents: agents, GetTasks: mesos.GetTasks{Tasks: []mesos.Task{running("t1", "a1"), running("t2", "a1"), running("t3", "a2")}}}}})
+	ids := func() map[string]bool {
+		out := map[string]bool{}
+		for _, t := range m.build(1).Tasks {
+			out[t.ID] = true
+		}
+		return out
+	}
+	// Failover: the new leader knows a1 and a2 only from its registry.
+	m.apply(mesos.OperatorEvent{Type: mesos.OpEventSubscribed, Subscribed: &mesos.OpSubscribed{GetState: mesos.GetState{
+		GetAgents: mesos.GetAgents{RecoveredAgents: []mesos.AgentInfo{agents.Agents[0].AgentInfo, agents.Agents[1].AgentInfo}}}}})
+	if got := ids(); len(got) != 3 {
+		t.Fatalf("after failover: %v, want t1 t2 t3 kept", got)
+	}
+	if ip := m.build(2).Tasks[0].AgentIP; ip != "10.0.0.1" {
+		t.Fatalf("kept task lost its agent IP: %q", ip)
+	}
+	// a1 comes back with t1 only: t2 is gone, t3 still kept.
+	m.apply(mesos.OperatorEvent{Type: mesos.OpEventTaskAdded, TaskAdded: &mesos.TaskAdded{Task: running("t1", "a1")}})
+	m.apply(mesos.OperatorEvent{Type: mesos.OpEventAgentAdded, AgentAdded: &mesos.AgentAdded{Agent: agents.Agents[0]}})
+	if got := ids(); !got["t1"] || got["t2"] || !got["t3"] {
+		t.Fatalf("after a1 returned: %v, want t1 t3", got)
+	}
+	// a2 never comes back.
+	m.apply(mesos.OperatorEvent{Type: mesos.OpEventAgentRemoved, AgentRemoved: &mesos.AgentRemoved{AgentID: mesos.ID{Value: "a2"}}})
+	if got := ids(); !got["t1"] || got["t3"] {
+		t.Fatalf("after a2 removed: %v, want t1", got)
+	}
+	// A resync that does not list an agent as recovering drops its tasks.
+	m.apply(mesos.OperatorEvent{Type: mesos.OpEventSubscribed, Subscribed: &mesos.OpSubscribed{GetState: mesos.GetState{}}})
+	if got := ids(); len(got) != 0 {
+		t.Fatalf("plain resync: %v, want none", got)
+	}
+}

@@ -105,10 +105,17 @@ func (m *Master) getState() mesos.GetState {
 		return st.GetFrameworks.Frameworks[i].FrameworkInfo.ID.Val() < st.GetFrameworks.Frameworks[j].FrameworkInfo.ID.Val()
 	})
 	for _, a := range m.agents {
+		if a.recovered {
+			st.GetAgents.RecoveredAgents = append(st.GetAgents.RecoveredAgents, a.info)
+			continue
+		}
 		st.GetAgents.Agents = append(st.GetAgents.Agents, m.agentState(a))
 	}
 	sort.Slice(st.GetAgents.Agents, func(i, j int) bool {
 		return st.GetAgents.Agents[i].AgentInfo.ID.Val() < st.GetAgents.Agents[j].AgentInfo.ID.Val()
+	})
+	sort.Slice(st.GetAgents.RecoveredAgents, func(i, j int) bool {
+		return st.GetAgents.RecoveredAgents[i].ID.Val() < st.GetAgents.RecoveredAgents[j].ID.Val()
 	})
 	return st
 }

@@ -113,6 +113,10 @@ type TimeInfo struct {
 // GetAgents is Response.GetAgents.
 type GetAgents struct {
 	Agents []AgentState `json:"agents,omitempty"`
+	// RecoveredAgents are agents a new leader knows from its registry that
+	// have not re-registered yet (Mesos' recovered_agents): their tasks
+	// are unknown, not gone.
+	RecoveredAgents []AgentInfo `json:"recovered_agents,omitempty"`
 }
 
 // AgentState is Response.GetAgents.Agent.
