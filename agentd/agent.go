@@ -67,6 +67,14 @@ type Config struct {
 	// Cleanup kills the tasks of a previous run at start instead of
 	// re-attaching to them (Mesos' --recover=cleanup).
 	Cleanup bool
+	// Containerizers are the enabled containerizers: "mesos" (processes,
+	// always on) and "docker" (tasks of container type DOCKER).
+	Containerizers []string
+	// DockerSocket is the Docker Engine's socket (default
+	// /var/run/docker.sock), or its URL.
+	DockerSocket string
+	// DockerAllowPrivileged lets tasks ask for privileged containers.
+	DockerAllowPrivileged bool
 }
 
 // Agent is a running agent.
@@ -78,6 +86,7 @@ type Agent struct {
 	metrics     *metrics
 	updates     *updateManager
 	port        int
+	docker      *dockerRuntime // nil without the docker containerizer
 	// pong asks sendLoop to answer the master's PING (buffered: pings
 	// that arrive while one is pending merge).
 	pong chan struct{}
@@ -153,6 +162,25 @@ func New(cfg Config) (*Agent, error) {
 			Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
+	}
+	for _, c := range cfg.Containerizers {
+		switch c {
+		case "mesos":
+		case "docker":
+			if a.docker != nil {
+				continue
+			}
+			if cfg.DockerSocket == "" {
+				cfg.DockerSocket = "/var/run/docker.sock"
+			}
+			d, err := newDockerRuntime(cfg.DockerSocket, cfg.DockerAllowPrivileged)
+			if err != nil {
+				return nil, err
+			}
+			a.docker = d
+		default:
+			return nil, fmt.Errorf("agentd: config: unknown containerizer %q (want mesos or docker)", c)
+		}
 	}
 	if cfg.Listen != "" {
 		if _, p, err := net.SplitHostPort(cfg.Listen); err == nil {
@@ -230,6 +258,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	err := g.Wait()
 	<-sendDone
+	if a.docker != nil {
+		a.docker.cli.Close()
+	}
 	a.log.Info("agent stopped")
 	return err
 }
@@ -427,6 +458,9 @@ func (a *Agent) status(t *task, state mesos.TaskState, reason, msg string) {
 	if state == mesos.TaskRunning && t.pid > 0 {
 		st.ContainerStatus = &mesos.ContainerStatus{ExecutorPID: t.pid}
 	}
+	if state == mesos.TaskRunning && t.ctr != nil {
+		st.ContainerStatus = t.ctr.containerStatus(a.cfg.IP)
+	}
 	t.state = state
 	a.updates.push(t.fid, st)
 }
@@ -439,10 +473,14 @@ func (a *Agent) statusHealth(t *task, healthy bool, msg string) {
 		aid = *p
 	}
 	h := healthy
+	cs := &mesos.ContainerStatus{ExecutorPID: t.pid}
+	if t.ctr != nil {
+		cs = t.ctr.containerStatus(a.cfg.IP)
+	}
 	a.updates.push(t.fid, mesos.TaskStatus{TaskID: t.info.TaskID, State: mesos.TaskRunning, Healthy: &h,
 		Reason: mesos.ReasonHealthCheckStatusUpdated, Message: msg, Source: mesos.SourceExecutor, AgentID: mesos.NewID(aid),
 		Timestamp: float64(time.Now().UnixNano()) / 1e9, UUID: newUUID(),
-		ContainerStatus: &mesos.ContainerStatus{ExecutorPID: t.pid}})
+		ContainerStatus: cs})
 }
 
 func newUUID() []byte {

@@ -27,6 +27,9 @@ type taskCheckpoint struct {
 	PID           int                 `json:"pid"`
 	StartTime     uint64              `json:"start_time"`
 	Sandbox       string              `json:"sandbox"`
+	// ContainerID and DockerNetwork are set for a Docker task.
+	ContainerID   string `json:"container_id,omitempty"`
+	DockerNetwork string `json:"docker_network,omitempty"`
 }
 
 func (a *Agent) metaDir() string { return filepath.Join(a.cfg.WorkDir, "meta") }
@@ -40,7 +43,11 @@ func (a *Agent) checkpointTask(t *task) error {
 	if err := os.MkdirAll(filepath.Join(a.metaDir(), "tasks"), 0o755); err != nil {
 		return err
 	}
-	b, err := json.Marshal(taskCheckpoint{FrameworkID: t.fid, FrameworkInfo: t.fwInfo, Task: t.info, PID: t.pid, StartTime: t.startTime, Sandbox: t.sandbox})
+	cp := taskCheckpoint{FrameworkID: t.fid, FrameworkInfo: t.fwInfo, Task: t.info, PID: t.pid, StartTime: t.startTime, Sandbox: t.sandbox}
+	if t.ctr != nil {
+		cp.ContainerID, cp.DockerNetwork = t.ctr.id, t.ctr.network
+	}
+	b, err := json.Marshal(cp)
 	if err != nil {
 		return err
 	}
@@ -81,6 +88,8 @@ func processStartTime(pid int) uint64 {
 // and reports the others as failed. With cleanup it kills them all.
 func (a *Agent) recoverTasks(cleanup bool) {
 	files, _ := filepath.Glob(filepath.Join(a.metaDir(), "tasks", "*.json"))
+	containers := map[string]bool{}
+	defer a.removeOrphans(containers)
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		var cp taskCheckpoint
@@ -89,6 +98,11 @@ func (a *Agent) recoverTasks(cleanup bool) {
 		}
 		if err != nil {
 			a.log.Error("skipping unreadable task checkpoint", "file", f, "err", err)
+			continue
+		}
+		if cp.ContainerID != "" {
+			containers[cp.ContainerID] = true
+			a.recoverContainer(cp, cleanup)
 			continue
 		}
 		t := &task{info: cp.Task, fid: cp.FrameworkID, fwInfo: cp.FrameworkInfo, state: mesos.TaskRunning,

@@ -3,8 +3,10 @@
 // reports their status reliably.
 //
 // It owns: the connection to the master (subscribe, heartbeat watchdog,
-// reconnect with the same agent ID), the containerizer seam (processes
-// now; Docker comes later behind the same interface), task sandboxes
+// reconnect with the same agent ID), two containerizers (processes in
+// their own process groups and cgroup-free sandboxes; Docker containers
+// through the official Engine client, found again after a restart by
+// their keel.* labels), task sandboxes
 // under the work dir, and the status update manager (per-task FIFO,
 // at-least-once, resent until the master relays the framework's
 // acknowledgement).

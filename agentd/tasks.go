@@ -29,6 +29,8 @@ type task struct {
 	startTime uint64
 	killing   bool
 	done      chan struct{} // closed when the process is reaped
+	// ctr is the container of a Docker task (nil for a process).
+	ctr *dockerContainer
 }
 
 func (t *task) mesosTask(agentID string) mesos.Task {
@@ -69,10 +71,10 @@ func (a *Agent) launch(ctx context.Context, l *agent.Launch) {
 		fail(mesos.TaskError, mesos.ReasonTaskInvalid, "Task needs "+t.info.Resources.String()+" but the agent has "+free.String()+" free")
 		return
 	case t.info.Container != nil && t.info.Container.Type == "DOCKER":
-		fail(mesos.TaskFailed, mesos.ReasonContainerLaunchFailed, "docker containerizer not enabled on this agent")
+		a.launchDocker(t, fail)
 		return
 	case t.info.Container != nil && t.info.Container.Type != "" && t.info.Container.Type != "MESOS":
-		fail(mesos.TaskFailed, mesos.ReasonContainerLaunchFailed, "unknown container type "+t.info.Container.Type)
+		fail(mesos.TaskError, mesos.ReasonTaskInvalid, "unknown container type "+t.info.Container.Type)
 		return
 	case t.info.Command == nil || (t.info.Command.IsShell() && t.info.Command.Value == ""):
 		fail(mesos.TaskError, mesos.ReasonTaskInvalid, "Task has no command")
@@ -210,10 +212,15 @@ func (a *Agent) ended(t *task, state mesos.TaskState, reason, msg string) {
 	defer a.mu.Unlock()
 	close(t.done)
 	delete(a.tasks, t.info.TaskID.Value)
-	if t.killing {
+	switch {
+	case t.killing && t.ctr != nil:
+		state, reason, msg = mesos.TaskKilled, t.killReason, "Container terminated after kill; "+msg
+	case t.killing:
 		state, reason, msg = mesos.TaskKilled, t.killReason, "Command terminated after kill"
 	}
-	reapGroup(t.pid)
+	if t.ctr == nil {
+		reapGroup(t.pid)
+	}
 	a.metrics.terminations.WithLabelValues(string(state)).Inc()
 	a.log.Info("task ended", "task_id", t.info.TaskID.Value, "state", state, "message", msg)
 	a.status(t, state, reason, msg)
@@ -270,6 +277,11 @@ func (a *Agent) kill(k *agent.Kill) {
 // terminate signals t's process group and escalates after grace. It does
 // not wait.
 func (a *Agent) terminate(t *task, grace time.Duration) {
+	if t.ctr != nil {
+		a.wg.Add(1)
+		go a.stopContainer(t, grace)
+		return
+	}
 	_ = syscall.Kill(-t.pid, syscall.SIGTERM)
 	a.wg.Add(1)
 	go func() {

@@ -211,6 +211,15 @@ type ContainerInfo struct {
 	Docker       *DockerInfo   `json:"docker,omitempty"`
 	NetworkInfos []NetworkInfo `json:"network_infos,omitempty"`
 	Hostname     string        `json:"hostname,omitempty"`
+	Volumes      []Volume      `json:"volumes,omitempty"`
+}
+
+// Volume is a host path mounted into a container (Mesos' Volume with
+// host_path; a relative host path is relative to the task's sandbox).
+type Volume struct {
+	ContainerPath string `json:"container_path"`
+	HostPath      string `json:"host_path,omitempty"`
+	Mode          string `json:"mode,omitempty"` // RW (default) or RO
 }
 
 // DockerInfo is ContainerInfo.DockerInfo.

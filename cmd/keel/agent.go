@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,8 @@ type agentFlags struct {
 	resources, attributes         string
 	killGrace, killingDrain       time.Duration
 	recover                       string
+	containerizers, dockerSocket  string
+	dockerAllowPrivileged         bool
 }
 
 func (f *agentFlags) register(fs *flag.FlagSet, ip string) {
@@ -32,11 +35,20 @@ func (f *agentFlags) register(fs *flag.FlagSet, ip string) {
 	fs.DurationVar(&f.killGrace, "executor_shutdown_grace_period", 3*time.Second, "time between SIGTERM and SIGKILL when a task has no kill policy")
 	fs.DurationVar(&f.killingDrain, "task_killing_drain", time.Second, "time between TASK_KILLING and SIGTERM, so gateways drain a task before it stops")
 	fs.StringVar(&f.recover, "recover", "reconnect", "at start, re-attach to the tasks of a previous run (reconnect) or kill them (cleanup)")
+	fs.StringVar(&f.containerizers, "containerizers", "mesos", `comma-separated containerizers: "mesos" (processes), "docker,mesos" also runs Docker tasks`)
+	fs.StringVar(&f.dockerSocket, "docker_socket", "/var/run/docker.sock", "the Docker Engine's socket")
+	fs.BoolVar(&f.dockerAllowPrivileged, "docker_allow_privileged", false, "let Docker tasks run privileged containers")
 }
 
 func (f *agentFlags) config(masterURL string, reg *prometheus.Registry, log *slog.Logger) (agentd.Config, error) {
 	cfg := agentd.Config{Master: masterURL, WorkDir: f.workDir, Hostname: f.hostname, IP: f.ip,
-		Listen: hostPort(f.ip, f.port), KillGrace: f.killGrace, KillingDrain: f.killingDrain, Registerer: reg, Gatherer: reg, Logger: log}
+		Listen: hostPort(f.ip, f.port), KillGrace: f.killGrace, KillingDrain: f.killingDrain, Registerer: reg, Gatherer: reg, Logger: log,
+		DockerSocket: f.dockerSocket, DockerAllowPrivileged: f.dockerAllowPrivileged}
+	for _, c := range strings.Split(f.containerizers, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			cfg.Containerizers = append(cfg.Containerizers, c)
+		}
+	}
 	if f.port == 0 {
 		cfg.Listen = ""
 	}
