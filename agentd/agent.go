@@ -33,6 +33,9 @@ import (
 type Config struct {
 	// Master is the master's base URL, e.g. "http://127.0.0.1:5050".
 	Master string
+	// Leader, when set, names the leading master at every (re)connect
+	// instead of Master (an HA set: coord.Detector).
+	Leader mesosclient.Resolver
 	// WorkDir holds the sandboxes (WorkDir/sandboxes/<framework>/<task>/<run>/).
 	WorkDir string
 	// Hostname is reported to the master (default os.Hostname()).
@@ -97,6 +100,9 @@ type Agent struct {
 	mu       sync.Mutex
 	id       string
 	streamID string
+	// callURL is where calls of the current subscription go: the master
+	// that holds the stream (after a standby's redirect).
+	callURL string
 	tasks    map[string]*task // live tasks by ID
 	stopping bool             // set at shutdown: no new launches
 	detached chan struct{}    // closed when the agent exits leaving tasks running
@@ -114,8 +120,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 // New validates cfg and prepares the work dir.
 func New(cfg Config) (*Agent, error) {
-	if cfg.Master == "" {
-		return nil, errors.New("agentd: config: Master is required")
+	if cfg.Master == "" && cfg.Leader == nil {
+		return nil, errors.New("agentd: config: Master or Leader is required")
 	}
 	if cfg.WorkDir == "" {
 		return nil, errors.New("agentd: config: WorkDir is required")
@@ -322,7 +328,14 @@ func (a *Agent) subscribe(ctx context.Context) error {
 	a.mu.Unlock()
 	body, _ := json.Marshal(agent.Call{Type: agent.CallSubscribe, Subscribe: &agent.Subscribe{
 		AgentInfo: info, IP: a.cfg.IP, Version: a.cfg.Version, Tasks: running}})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.Master+agent.Path, bytes.NewReader(body))
+	base := a.cfg.Master
+	if a.cfg.Leader != nil {
+		var err error
+		if base, err = a.cfg.Leader(ctx); err != nil {
+			return fmt.Errorf("agentd: find the leading master: %w", err)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+agent.Path, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("agentd: %w", err)
 	}
@@ -337,6 +350,9 @@ func (a *Agent) subscribe(ctx context.Context) error {
 		return fmt.Errorf("agentd: subscribe: master answered %d: %s", resp.StatusCode, msg)
 	}
 	stream := resp.Header.Get(agent.StreamIDHeader)
+	a.mu.Lock()
+	a.callURL = resp.Request.URL.String()
+	a.mu.Unlock()
 	idle := 45 * time.Second
 	return mesosclient.Stream(ctx, resp.Body, idle, func(ev agent.Event) { a.handle(ctx, stream, ev) })
 }
@@ -357,7 +373,7 @@ func (a *Agent) handle(ctx context.Context, stream string, ev agent.Event) {
 		id := ev.Subscribed.AgentID.Value
 		a.agentID.Store(&id)
 		a.metrics.connected.Set(1)
-		a.log.Info("registered with master", "agent_id", a.id, "master", a.cfg.Master, "first", first, "resources", a.cfg.Resources.String())
+		a.log.Info("registered with master", "agent_id", a.id, "master", a.callURL, "first", first, "resources", a.cfg.Resources.String())
 		a.updates.resendAll()
 	case agent.EventLaunch:
 		if ev.Launch != nil {
@@ -396,7 +412,7 @@ func (a *Agent) post(ctx context.Context, fid mesos.ID, st mesos.TaskStatus) boo
 // reports whether the master accepted it.
 func (a *Agent) call(ctx context.Context, c agent.Call) bool {
 	a.mu.Lock()
-	id, stream := a.id, a.streamID
+	id, stream, url := a.id, a.streamID, a.callURL
 	a.mu.Unlock()
 	if stream == "" {
 		return false
@@ -405,7 +421,7 @@ func (a *Agent) call(ctx context.Context, c agent.Call) bool {
 	body, _ := json.Marshal(c)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.Master+agent.Path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return false
 	}
