@@ -1,0 +1,80 @@
+package apps
+
+import (
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync/atomic"
+	"time"
+)
+
+// Front serves the Marathon API on every master of an HA set, as
+// Marathon's non-leading instances do: the leader's framework answers
+// directly; a standby proxies each request to the leader's Marathon API
+// (method, body and streams such as /v2/events included), or answers 503
+// while no leader is known. /ping is always answered locally.
+type Front struct {
+	cur    atomic.Pointer[http.Handler]
+	leader func() (string, bool)
+	proxy  *httputil.ReverseProxy
+}
+
+// NewFront returns a Front that asks leader for the base URL
+// ("http://10.0.0.1:8080") of the leading Marathon API.
+func NewFront(leader func() (string, bool)) *Front {
+	f := &Front{leader: leader}
+	f.proxy = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			base, _ := url.Parse(r.In.Header.Get(frontTargetHeader))
+			r.Out.Header.Del(frontTargetHeader)
+			r.SetURL(base)
+			r.SetXForwarded()
+		},
+		// Server-sent events must not wait for a buffer to fill.
+		FlushInterval: -1,
+		Transport: &http.Transport{
+			Proxy:                 nil,
+			ResponseHeaderTimeout: 30 * time.Second,
+			IdleConnTimeout:       90 * time.Second,
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			writeJSON(w, http.StatusBadGateway, map[string]string{"message": "the leading Marathon API did not answer: " + err.Error()})
+		},
+	}
+	return f
+}
+
+// frontTargetHeader carries the chosen leader from ServeHTTP to Rewrite
+// (stripped before the request leaves).
+const frontTargetHeader = "X-Keel-Front-Target"
+
+// Lead makes h (the leading framework's Handler) answer every request;
+// Lead(nil) stands by.
+func (f *Front) Lead(h http.Handler) {
+	if h == nil {
+		f.cur.Store(nil)
+		return
+	}
+	f.cur.Store(&h)
+}
+
+// ServeHTTP implements http.Handler.
+func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/ping" {
+		io.WriteString(w, "pong\n")
+		return
+	}
+	if h := f.cur.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	base, ok := f.leader()
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"message": "Could not determine the current leader"})
+		return
+	}
+	r.Header.Set(frontTargetHeader, base)
+	f.proxy.ServeHTTP(w, r)
+}

@@ -1,0 +1,56 @@
+package apps
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestFront(t *testing.T) {
+	leaderAPI := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Seen", r.Method+" "+r.URL.RequestURI()+" "+string(b)+" "+r.Header.Get("X-Forwarded-For"))
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer leaderAPI.Close()
+	var leader string
+	front := NewFront(func() (string, bool) { return leader, leader != "" })
+	srv := httptest.NewServer(front)
+	defer srv.Close()
+
+	do := func(method, path, body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := do("GET", "/v2/apps", ""); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("no leader: %d, want 503", resp.StatusCode)
+	}
+	if resp := do("GET", "/ping", ""); resp.StatusCode != 200 {
+		t.Fatalf("ping without leader: %d", resp.StatusCode)
+	}
+	leader = leaderAPI.URL
+	resp := do("POST", "/v2/apps?force=true", `{"id":"/a"}`)
+	if seen := resp.Header.Get("X-Seen"); resp.StatusCode != http.StatusCreated || !strings.HasPrefix(seen, `POST /v2/apps?force=true {"id":"/a"} 127.0.0.1`) {
+		t.Fatalf("proxied: %d %q", resp.StatusCode, seen)
+	}
+	front.Lead(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	if resp := do("GET", "/v2/apps", ""); resp.StatusCode != http.StatusTeapot {
+		t.Fatalf("leading: %d, want the local handler", resp.StatusCode)
+	}
+	front.Lead(nil)
+	if resp := do("GET", "/v2/apps", ""); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("standing by again: %d", resp.StatusCode)
+	}
+	leaderAPI.Close()
+	if resp := do("GET", "/v2/apps", ""); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("leader gone: %d, want 502", resp.StatusCode)
+	}
+}
