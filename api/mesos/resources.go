@@ -29,13 +29,85 @@ type RangeSet struct {
 	Range []Range `json:"range"`
 }
 
+// Reservation types (ReservationInfo.Type).
+const (
+	// ReservationStatic is a reservation made on the agent's command line
+	// ("cpus(prod):2"); only an agent restart takes it away.
+	ReservationStatic = "STATIC"
+	// ReservationDynamic is a reservation made by a RESERVE operation or
+	// the operator API; UNRESERVE takes it away.
+	ReservationDynamic = "DYNAMIC"
+)
+
+// ReservationInfo is one entry of a resource's reservation stack, as in
+// Mesos' Resource.ReservationInfo (post reservation-refinement format).
+type ReservationInfo struct {
+	Type      string `json:"type,omitempty"`
+	Role      string `json:"role,omitempty"`
+	Principal string `json:"principal,omitempty"`
+}
+
 // Resource is one named resource (scalar or ranges) of a role.
+//
+// A resource is reserved to the role of the last entry of Reservations
+// (each later entry refines the previous one to a sub-role); without
+// Reservations, to Role (Mesos' deprecated field, "" or "*" meaning
+// unreserved): dynamically when Reservation (the pre-refinement format)
+// is set, else statically. Arithmetic treats the two formats of the same
+// reservation as the same thing (see ReservationStack).
 type Resource struct {
 	Name   string    `json:"name"`
 	Type   string    `json:"type"`
 	Scalar *Scalar   `json:"scalar,omitempty"`
 	Ranges *RangeSet `json:"ranges,omitempty"`
 	Role   string    `json:"role,omitempty"`
+	// Reservation is the pre-refinement format's dynamic reservation
+	// (principal) to Role.
+	Reservation  *ReservationInfo  `json:"reservation,omitempty"`
+	Reservations []ReservationInfo `json:"reservations,omitempty"`
+}
+
+// ReservationStack returns r's reservations in the refined format: one
+// entry per level, innermost last, nil when r is unreserved. The
+// pre-refinement format becomes one STATIC or DYNAMIC entry. The result
+// is a copy.
+func (r Resource) ReservationStack() []ReservationInfo {
+	if len(r.Reservations) > 0 {
+		return append([]ReservationInfo(nil), r.Reservations...)
+	}
+	if r.Role == "" || r.Role == "*" {
+		return nil
+	}
+	if r.Reservation != nil {
+		return []ReservationInfo{{Type: ReservationDynamic, Role: r.Role, Principal: r.Reservation.Principal}}
+	}
+	return []ReservationInfo{{Type: ReservationStatic, Role: r.Role}}
+}
+
+// ReservationRole returns the role r is reserved to, or "*" when it is
+// unreserved.
+func (r Resource) ReservationRole() string {
+	if n := len(r.Reservations); n > 0 {
+		if role := r.Reservations[n-1].Role; role != "" {
+			return role
+		}
+	}
+	if r.Role == "" {
+		return "*"
+	}
+	return r.Role
+}
+
+// Reserved reports whether r is reserved to a role.
+func (r Resource) Reserved() bool { return r.ReservationRole() != "*" }
+
+// Dynamic reports whether r's current (innermost) reservation is dynamic,
+// i.e. whether UNRESERVE may take it away.
+func (r Resource) Dynamic() bool {
+	if n := len(r.Reservations); n > 0 {
+		return r.Reservations[n-1].Type == ReservationDynamic
+	}
+	return r.Reservation != nil && r.Reserved()
 }
 
 // Resources is a list of resources with the arithmetic the master, the
@@ -60,26 +132,47 @@ func RangesResource(name string, rs ...Range) Resource {
 	return Resource{Name: name, Type: TypeRanges, Ranges: &RangeSet{Range: rs}}
 }
 
-func roleOf(r Resource) string {
-	if r.Role == "" {
-		return "*"
+// resKey identifies the resources that add up: same name, same
+// reservation role and same reservation stack (resv is "" for unreserved
+// and plain static reservations, else an encoding of the stack).
+type resKey struct{ name, role, resv string }
+
+func keyOf(r Resource) resKey {
+	k := resKey{name: r.Name, role: r.ReservationRole()}
+	if len(r.Reservations) == 0 && (r.Reservation == nil || !r.Reserved()) {
+		return k // unreserved, or static in the deprecated format
 	}
-	return r.Role
+	rv := r.ReservationStack()
+	if len(rv) == 1 && (rv[0].Type == "" || rv[0].Type == ReservationStatic) && rv[0].Principal == "" {
+		return k
+	}
+	var b strings.Builder
+	for _, x := range rv {
+		b.WriteString(x.Type)
+		b.WriteByte(0)
+		b.WriteString(x.Role)
+		b.WriteByte(0)
+		b.WriteString(x.Principal)
+		b.WriteByte(1)
+	}
+	k.resv = b.String()
+	return k
 }
 
-type resKey struct{ name, role string }
-
-// collect folds rs into per-(name, role) accumulators.
-func collect(rs Resources) (map[resKey]float64, map[resKey][]Range, []resKey) {
+// collect folds rs into per-key accumulators; reps holds the first
+// resource seen of each key, whose role and reservations the result keeps.
+func collect(rs Resources) (map[resKey]float64, map[resKey][]Range, []resKey, map[resKey]Resource) {
 	scalars := map[resKey]float64{}
 	ranges := map[resKey][]Range{}
+	reps := map[resKey]Resource{}
 	var order []resKey
 	for _, r := range rs {
-		k := resKey{r.Name, roleOf(r)}
+		k := keyOf(r)
 		_, s := scalars[k]
 		_, g := ranges[k]
 		if !s && !g {
 			order = append(order, k)
+			reps[k] = r
 		}
 		switch r.Type {
 		case TypeRanges:
@@ -96,31 +189,35 @@ func collect(rs Resources) (map[resKey]float64, map[resKey][]Range, []resKey) {
 			}
 		}
 	}
-	return scalars, ranges, order
+	return scalars, ranges, order, reps
 }
 
-func build(scalars map[resKey]float64, ranges map[resKey][]Range, order []resKey) Resources {
+func build(scalars map[resKey]float64, ranges map[resKey][]Range, order []resKey, reps map[resKey]Resource) Resources {
 	sort.SliceStable(order, func(i, j int) bool {
 		if order[i].name != order[j].name {
 			return order[i].name < order[j].name
 		}
-		return order[i].role < order[j].role
+		if order[i].role != order[j].role {
+			return order[i].role < order[j].role
+		}
+		return order[i].resv < order[j].resv
 	})
 	out := make(Resources, 0, len(order))
 	for _, k := range order {
-		role := k.role
+		rep := reps[k]
+		role := rep.Role
 		if role == "*" {
 			role = ""
 		}
 		if v, ok := scalars[k]; ok {
 			v = roundScalar(v)
 			if v > epsilon {
-				out = append(out, Resource{Name: k.name, Type: TypeScalar, Scalar: &Scalar{Value: v}, Role: role})
+				out = append(out, Resource{Name: k.name, Type: TypeScalar, Scalar: &Scalar{Value: v}, Role: role, Reservation: rep.Reservation, Reservations: rep.Reservations})
 			}
 			continue
 		}
 		if rs := mergeRanges(ranges[k]); len(rs) > 0 {
-			out = append(out, Resource{Name: k.name, Type: TypeRanges, Ranges: &RangeSet{Range: rs}, Role: role})
+			out = append(out, Resource{Name: k.name, Type: TypeRanges, Ranges: &RangeSet{Range: rs}, Role: role, Reservation: rep.Reservation, Reservations: rep.Reservations})
 		}
 	}
 	return out
@@ -128,6 +225,28 @@ func build(scalars map[resKey]float64, ranges map[resKey][]Range, order []resKey
 
 // Normalize merges duplicate entries and drops empty ones.
 func (rs Resources) Normalize() Resources { return build(collect(rs)) }
+
+// Unreserved returns the unreserved part of rs.
+func (rs Resources) Unreserved() Resources {
+	var out Resources
+	for _, r := range rs {
+		if !r.Reserved() {
+			out = append(out, r)
+		}
+	}
+	return out.Normalize()
+}
+
+// ReservedTo returns the part of rs reserved to exactly role.
+func (rs Resources) ReservedTo(role string) Resources {
+	var out Resources
+	for _, r := range rs {
+		if r.Reserved() && r.ReservationRole() == role {
+			out = append(out, r)
+		}
+	}
+	return out.Normalize()
+}
 
 // Plus returns rs + other.
 func (rs Resources) Plus(other Resources) Resources {
@@ -137,8 +256,8 @@ func (rs Resources) Plus(other Resources) Resources {
 // Minus returns rs - other; what other holds beyond rs is ignored (use
 // Contains first when that matters).
 func (rs Resources) Minus(other Resources) Resources {
-	s, g, order := collect(rs)
-	os, og, _ := collect(other)
+	s, g, order, reps := collect(rs)
+	os, og, _, _ := collect(other)
 	for k, v := range os {
 		if _, ok := s[k]; ok {
 			s[k] -= v
@@ -149,13 +268,13 @@ func (rs Resources) Minus(other Resources) Resources {
 			g[k] = subtractRanges(mergeRanges(cur), mergeRanges(v))
 		}
 	}
-	return build(s, g, order)
+	return build(s, g, order, reps)
 }
 
 // Contains reports whether rs holds at least everything in other.
 func (rs Resources) Contains(other Resources) bool {
-	s, g, _ := collect(rs)
-	os, og, _ := collect(other)
+	s, g, _, _ := collect(rs)
+	os, og, _, _ := collect(other)
 	for k, v := range os {
 		if v > epsilon && s[k]+epsilon < v {
 			return false
@@ -205,8 +324,8 @@ func (rs Resources) String() string {
 			b.WriteByte(';')
 		}
 		b.WriteString(r.Name)
-		if r.Role != "" && r.Role != "*" {
-			fmt.Fprintf(&b, "(%s)", r.Role)
+		if r.Reserved() {
+			fmt.Fprintf(&b, "(%s)", r.ReservationRole())
 		}
 		b.WriteByte(':')
 		if r.Scalar != nil {
