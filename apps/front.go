@@ -1,6 +1,7 @@
 package apps
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -28,6 +29,7 @@ func NewFront(leader func() (string, bool)) *Front {
 		Rewrite: func(r *httputil.ProxyRequest) {
 			base, _ := url.Parse(r.In.Header.Get(frontTargetHeader))
 			r.Out.Header.Del(frontTargetHeader)
+			r.Out.Header.Set(frontHopHeader, "1")
 			r.SetURL(base)
 			r.SetXForwarded()
 		},
@@ -48,6 +50,10 @@ func NewFront(leader func() (string, bool)) *Front {
 // frontTargetHeader carries the chosen leader from ServeHTTP to Rewrite
 // (stripped before the request leaves).
 const frontTargetHeader = "X-Keel-Front-Target"
+
+// frontHopHeader marks a request one front proxied to another, so a
+// request is proxied at most once (no loop while leadership moves).
+const frontHopHeader = "X-Keel-Front-Hop"
 
 // Lead makes h (the leading framework's Handler) answer every request;
 // Lead(nil) stands by.
@@ -70,6 +76,11 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base, ok := f.leader()
+	if ok && r.Header.Get(frontHopHeader) != "" {
+		// Another master's front sent this here, but this master does not
+		// lead (yet, or any more): answering beats bouncing it back.
+		ok = false
+	}
 	if !ok {
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"message": "Could not determine the current leader"})
@@ -77,4 +88,30 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Header.Set(frontTargetHeader, base)
 	f.proxy.ServeHTTP(w, r)
+}
+
+// RunBehind runs the framework like Run, but serves its API through
+// front instead of binding cfg.Listen (which stays the advertised
+// address): front answers with this framework until ctx ends, and every
+// request it serves, streams included, ends with ctx too. This is how a
+// master runs the apps framework only while it leads.
+func (f *Framework) RunBehind(ctx context.Context, front *Front) error {
+	h := f.Handler()
+	front.Lead(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		stop := context.AfterFunc(ctx, cancel)
+		defer stop()
+		h.ServeHTTP(w, r.WithContext(rctx))
+	}))
+	defer front.Lead(nil)
+	f.log.Info("Marathon API served by this master while it leads", "addr", f.cfg.Listen)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.tickLoop(ctx)
+	}()
+	f.subscribeLoop(ctx)
+	<-done
+	return nil
 }

@@ -41,6 +41,12 @@ func TestFront(t *testing.T) {
 	if seen := resp.Header.Get("X-Seen"); resp.StatusCode != http.StatusCreated || !strings.HasPrefix(seen, `POST /v2/apps?force=true {"id":"/a"} 127.0.0.1`) {
 		t.Fatalf("proxied: %d %q", resp.StatusCode, seen)
 	}
+	// A request another front already proxied is not proxied again.
+	req, _ := http.NewRequest("GET", srv.URL+"/v2/apps", nil)
+	req.Header.Set(frontHopHeader, "1")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("second hop: %v %v, want 503", err, resp)
+	}
 	front.Lead(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
 	if resp := do("GET", "/v2/apps", ""); resp.StatusCode != http.StatusTeapot {
 		t.Fatalf("leading: %d, want the local handler", resp.StatusCode)
