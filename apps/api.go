@@ -33,7 +33,15 @@ func (f *Framework) Handler() http.Handler {
 	mux.HandleFunc("POST /v2/apps", f.handleCreateApp)
 	mux.HandleFunc("/v2/apps/", f.handleApp)
 	mux.HandleFunc("GET /v2/tasks", f.handleTasks)
+	mux.HandleFunc("GET /v2/groups", f.handleGetGroup)
+	mux.HandleFunc("GET /v2/groups/{id...}", f.handleGetGroup)
+	mux.HandleFunc("POST /v2/groups", f.handleCreateGroup)
+	mux.HandleFunc("PUT /v2/groups", f.handleUpdateGroup)
+	mux.HandleFunc("PUT /v2/groups/{id...}", f.handleUpdateGroup)
+	mux.HandleFunc("DELETE /v2/groups", f.handleDeleteGroup)
+	mux.HandleFunc("DELETE /v2/groups/{id...}", f.handleDeleteGroup)
 	mux.HandleFunc("GET /v2/deployments", f.handleDeployments)
+	mux.HandleFunc("DELETE /v2/deployments/{id}", f.handleCancelDeployment)
 	mux.HandleFunc("GET /v2/events", f.handleEvents)
 	mux.HandleFunc("GET /v2/queue", f.handleQueue)
 	mux.HandleFunc("DELETE /v2/queue/{id...}", f.handleQueueDelay)
@@ -132,6 +140,8 @@ type queued struct {
 		TimeLeftSeconds int  `json:"timeLeftSeconds"`
 		Overdue         bool `json:"overdue"`
 	} `json:"delay"`
+	// ProcessedOffersSummary tells why the app waits (see offers.go).
+	ProcessedOffersSummary offersSummary `json:"processedOffersSummary"`
 }
 
 // handleQueue lists the apps waiting for instances and their launch delay.
@@ -147,7 +157,7 @@ func (f *Framework) handleQueue(w http.ResponseWriter, r *http.Request) {
 		if missing <= 0 {
 			continue
 		}
-		q := queued{App: f.view(a, false), Count: missing}
+		q := queued{App: f.view(a, false), Count: missing, ProcessedOffersSummary: a.offers.summary()}
 		if left := a.delayUntil.Sub(now); left > 0 {
 			q.Delay.TimeLeftSeconds = int(left.Seconds() + 0.999)
 		} else {
@@ -205,12 +215,21 @@ func (f *Framework) handleCreateApp(w http.ResponseWriter, r *http.Request) {
 func (f *Framework) handleApp(w http.ResponseWriter, r *http.Request) {
 	id := normalizeID(strings.TrimPrefix(r.URL.Path, "/v2/apps"))
 	sub := ""
-	for _, s := range []string{"/tasks", "/restart"} {
+	for _, s := range []string{"/tasks", "/restart", "/versions"} {
 		if strings.HasSuffix(id, s) {
 			id, sub = strings.TrimSuffix(id, s), s
 		}
 	}
+	version := ""
+	if i := strings.LastIndex(id, "/versions/"); sub == "" && i >= 0 {
+		// A version is a timestamp: it has no "/" and starts with a digit.
+		if v := id[i+len("/versions/"):]; v != "" && !strings.Contains(v, "/") && v[0] >= '0' && v[0] <= '9' {
+			id, sub, version = id[:i], "/versions", v
+		}
+	}
 	switch {
+	case sub == "/versions" && r.Method == http.MethodGet:
+		f.handleVersions(w, r, id, version)
 	case sub == "/tasks" && r.Method == http.MethodGet:
 		tasks, err := f.appTasks(id)
 		if err != nil {
@@ -298,10 +317,13 @@ func (f *Framework) CreateApp(ctx context.Context, app marathon.App) (marathon.A
 	if _, ok := f.apps[app.ID]; ok {
 		return marathon.App{}, fmt.Errorf("%w: An app with id [%s] already exists.", errExists, app.ID)
 	}
+	if err := f.cycleError([]marathon.App{app}, nil, nil); err != nil {
+		return marathon.App{}, err
+	}
 	if err := f.assignServicePorts(&app); err != nil {
 		return marathon.App{}, err
 	}
-	app.Version = time.Now().UTC().Format(timeFormat)
+	app.Version = f.newVersion()
 	app.VersionInfo = &marathon.VersionInfo{LastScalingAt: app.Version, LastConfigChangeAt: app.Version}
 	if err := f.persist(ctx, app); err != nil {
 		return marathon.App{}, err
@@ -326,9 +348,27 @@ func (f *Framework) UpdateApp(ctx context.Context, upd marathon.App) (marathon.D
 		}
 		return marathon.DeploymentResult{Version: app.Version, DeploymentID: newUUID()}, nil
 	}
-	f.mu.Lock()
-	next, changed := merge(a.def, upd)
+	var next marathon.App
+	var changed bool
+	if isRollback(upd) {
+		old, err := f.rollback(ctx, upd.ID, upd.Version)
+		if err != nil {
+			return marathon.DeploymentResult{}, err
+		}
+		f.mu.Lock()
+		next = old
+		before, _ := json.Marshal(specOf(a.def))
+		after, _ := json.Marshal(specOf(next))
+		changed = string(before) != string(after)
+	} else {
+		f.mu.Lock()
+		next, changed = merge(a.def, upd)
+	}
 	if err := validate(&next); err != nil {
+		f.mu.Unlock()
+		return marathon.DeploymentResult{}, err
+	}
+	if err := f.cycleError([]marathon.App{next}, nil, nil); err != nil {
 		f.mu.Unlock()
 		return marathon.DeploymentResult{}, err
 	}
@@ -336,7 +376,7 @@ func (f *Framework) UpdateApp(ctx context.Context, upd marathon.App) (marathon.D
 		f.mu.Unlock()
 		return marathon.DeploymentResult{}, err
 	}
-	now := time.Now().UTC().Format(timeFormat)
+	now := f.newVersion()
 	next.Version = now
 	next.VersionInfo = &marathon.VersionInfo{LastScalingAt: now, LastConfigChangeAt: a.def.VersionInfo.LastConfigChangeAt}
 	deployment := newUUID()
@@ -347,10 +387,12 @@ func (f *Framework) UpdateApp(ctx context.Context, upd marathon.App) (marathon.D
 		f.mu.Unlock()
 		return marathon.DeploymentResult{}, err
 	}
+	prev := a.def
 	a.def = next
 	a.delay, a.delayUntil = 0, time.Time{}
+	a.offers = offerStats{}
 	if changed {
-		a.deployment, a.deployedAt = deployment, time.Now()
+		a.startDeployment(deployment, prev)
 		f.events.publish("deployment_info", map[string]any{"plan": map[string]any{"id": deployment, "version": now},
 			"currentStep": map[string]any{"actions": []map[string]string{{"action": "RestartApplication", "app": next.ID}}}})
 	}
@@ -363,6 +405,20 @@ func (f *Framework) UpdateApp(ctx context.Context, upd marathon.App) (marathon.D
 	return marathon.DeploymentResult{Version: now, DeploymentID: deployment}, nil
 }
 
+// isRollback reports whether a PUT body asks for a version back: it names
+// a version and nothing else but the ID. (A body with more fields is an
+// ordinary update; its version, read-only, is ignored.)
+func isRollback(upd marathon.App) bool {
+	if upd.Version == "" {
+		return false
+	}
+	rest := specOf(upd)
+	rest.ID = ""
+	b, _ := json.Marshal(rest)
+	empty, _ := json.Marshal(specOf(marathon.App{}))
+	return string(b) == string(empty)
+}
+
 // RestartApp replaces every task of the app by a rolling upgrade.
 func (f *Framework) RestartApp(ctx context.Context, id string) (marathon.DeploymentResult, error) {
 	f.mu.Lock()
@@ -372,7 +428,7 @@ func (f *Framework) RestartApp(ctx context.Context, id string) (marathon.Deploym
 		return marathon.DeploymentResult{}, fmt.Errorf("%w: App '%s' does not exist", errNotFound, id)
 	}
 	// A restart is a rolling upgrade to the same definition.
-	now := time.Now().UTC().Format(timeFormat)
+	now := f.newVersion()
 	next := a.def
 	next.Version = now
 	vi := *a.def.VersionInfo
@@ -382,8 +438,9 @@ func (f *Framework) RestartApp(ctx context.Context, id string) (marathon.Deploym
 		f.mu.Unlock()
 		return marathon.DeploymentResult{}, err
 	}
+	prev := a.def
 	a.def = next
-	a.deployment, a.deployedAt = newUUID(), time.Now()
+	a.startDeployment(newUUID(), prev)
 	id2 := a.deployment
 	f.wantOffers = true
 	f.mu.Unlock()
@@ -394,29 +451,39 @@ func (f *Framework) RestartApp(ctx context.Context, id string) (marathon.Deploym
 // DeleteApp forgets the app and kills its tasks.
 func (f *Framework) DeleteApp(ctx context.Context, id string) (marathon.DeploymentResult, error) {
 	f.mu.Lock()
-	a, ok := f.apps[id]
-	if !ok {
-		f.mu.Unlock()
-		return marathon.DeploymentResult{}, fmt.Errorf("%w: App '%s' does not exist", errNotFound, id)
-	}
-	if err := f.cfg.Store.Delete(ctx, keyApps+id); err != nil {
-		f.mu.Unlock()
-		return marathon.DeploymentResult{}, fmt.Errorf("apps: delete %s: %w", id, err)
-	}
-	delete(f.apps, id)
-	f.events.publish("app_terminated_event", map[string]any{"appId": id})
-	var tasks []*taskState
-	for _, t := range a.tasks {
-		tasks = append(tasks, t)
-	}
+	tasks, err := f.deleteLocked(ctx, id)
 	f.mu.Unlock()
+	if err != nil {
+		return marathon.DeploymentResult{}, err
+	}
 	f.log.Info("app deleted", "app", id, "tasks", len(tasks))
 	f.killTasks(ctx, tasks)
 	return marathon.DeploymentResult{Version: time.Now().UTC().Format(timeFormat), DeploymentID: newUUID()}, nil
 }
 
-// persist writes an app definition. Caller holds mu.
-func (f *Framework) persist(ctx context.Context, app marathon.App) error {
+// deleteLocked forgets app id and returns its tasks, for the caller to
+// kill once it has let go of mu. Caller holds mu.
+func (f *Framework) deleteLocked(ctx context.Context, id string) ([]*taskState, error) {
+	a, ok := f.apps[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: App '%s' does not exist", errNotFound, id)
+	}
+	if err := f.cfg.Store.Delete(ctx, keyApps+id); err != nil {
+		return nil, fmt.Errorf("apps: delete %s: %w", id, err)
+	}
+	delete(f.apps, id)
+	f.dropVersions(ctx, id)
+	f.events.publish("app_terminated_event", map[string]any{"appId": id})
+	var tasks []*taskState
+	for _, t := range a.tasks {
+		tasks = append(tasks, t)
+	}
+	return tasks, nil
+}
+
+// storedForm is the JSON an app definition is stored as: its definition,
+// instances and version, without the read-only fields.
+func storedForm(app marathon.App) ([]byte, error) {
 	b, err := json.Marshal(specOf(app))
 	if err == nil {
 		var stored marathon.App
@@ -425,45 +492,66 @@ func (f *Framework) persist(ctx context.Context, app marathon.App) error {
 		b, err = json.Marshal(stored)
 	}
 	if err != nil {
-		return fmt.Errorf("apps: encode %s: %w", app.ID, err)
+		return nil, fmt.Errorf("apps: encode %s: %w", app.ID, err)
+	}
+	return b, nil
+}
+
+// persist writes an app definition. Caller holds mu.
+func (f *Framework) persist(ctx context.Context, app marathon.App) error {
+	b, err := storedForm(app)
+	if err != nil {
+		return err
 	}
 	if err := f.cfg.Store.Put(ctx, keyApps+app.ID, b); err != nil {
 		return fmt.Errorf("apps: persist %s: %w", app.ID, err)
 	}
-	return nil
+	return f.keepVersion(ctx, app, b)
 }
 
 // assignServicePorts gives every port definition with port 0 a free
-// service port and refuses explicit ports another app holds. Caller holds mu.
-func (f *Framework) assignServicePorts(app *marathon.App) error {
+// service port and refuses explicit ports another app holds, counting
+// the apps of pending (others being created with it) as held. Caller holds mu.
+func (f *Framework) assignServicePorts(app *marathon.App, pending ...marathon.App) error {
 	used := map[int]string{}
 	for id, a := range f.apps {
 		if id == app.ID {
 			continue
 		}
-		for _, pd := range a.def.PortDefinitions {
-			used[pd.Port] = id
+		for _, sp := range servicePortRefs(&a.def) {
+			used[*sp] = id
+		}
+	}
+	for _, p := range pending {
+		if p.ID == app.ID {
+			continue
+		}
+		for _, sp := range servicePortRefs(&p) {
+			used[*sp] = p.ID
 		}
 	}
 	v := &validationError{}
-	for i := range app.PortDefinitions {
-		pd := &app.PortDefinitions[i]
-		if pd.Port != 0 {
-			if other, ok := used[pd.Port]; ok {
-				v.add(fmt.Sprintf("/portDefinitions(%d)/port", i), fmt.Sprintf("service port %d is already used by app %s", pd.Port, other))
+	pathOf := func(i int) string { return fmt.Sprintf("/portDefinitions(%d)/port", i) }
+	if portMappings(app) != nil {
+		pathOf = func(i int) string { return fmt.Sprintf("/container/portMappings(%d)/servicePort", i) }
+	}
+	for i, sp := range servicePortRefs(app) {
+		if *sp != 0 {
+			if other, ok := used[*sp]; ok {
+				v.add(pathOf(i), fmt.Sprintf("service port %d is already used by app %s", *sp, other))
 			}
-			used[pd.Port] = app.ID
+			used[*sp] = app.ID
 			continue
 		}
 		for p := f.cfg.LocalPortMin; p <= f.cfg.LocalPortMax; p++ {
 			if _, taken := used[p]; !taken {
-				pd.Port = p
+				*sp = p
 				used[p] = app.ID
 				break
 			}
 		}
-		if pd.Port == 0 {
-			v.add(fmt.Sprintf("/portDefinitions(%d)/port", i), "no free service port left in the range")
+		if *sp == 0 {
+			v.add(pathOf(i), "no free service port left in the range")
 		}
 	}
 	if len(v.details) > 0 {
@@ -547,8 +635,8 @@ func (f *Framework) taskView(a *appState, t *taskState) marathon.Task {
 	if mt.Ports == nil {
 		mt.Ports = []int{}
 	}
-	for _, pd := range a.def.PortDefinitions {
-		mt.ServicePorts = append(mt.ServicePorts, pd.Port)
+	for _, sp := range servicePortRefs(&a.def) {
+		mt.ServicePorts = append(mt.ServicePorts, *sp)
 	}
 	if mt.ServicePorts == nil {
 		mt.ServicePorts = []int{}
@@ -571,36 +659,4 @@ func (f *Framework) taskView(a *appState, t *taskState) marathon.Task {
 		mt.IPAddresses = append(mt.IPAddresses, marathon.IPAddress{IPAddress: ip, Protocol: proto})
 	}
 	return mt
-}
-
-// deployment is one entry of GET /v2/deployments.
-type deployment struct {
-	ID             string           `json:"id"`
-	Version        string           `json:"version"`
-	AffectedApps   []string         `json:"affectedApps"`
-	CurrentStep    int              `json:"currentStep"`
-	TotalSteps     int              `json:"totalSteps"`
-	CurrentActions []deployAction   `json:"currentActions"`
-	Steps          [][]deployAction `json:"steps"`
-}
-
-type deployAction struct {
-	Action string `json:"action"`
-	App    string `json:"app"`
-}
-
-func (f *Framework) handleDeployments(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	out := []deployment{}
-	for id, a := range f.apps {
-		if a.deployment == "" {
-			continue
-		}
-		act := []deployAction{{Action: "RestartApplication", App: id}}
-		out = append(out, deployment{ID: a.deployment, Version: a.def.Version, AffectedApps: []string{id},
-			CurrentStep: 1, TotalSteps: 1, CurrentActions: act, Steps: [][]deployAction{act}})
-	}
-	f.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	writeJSON(w, http.StatusOK, out)
 }

@@ -70,6 +70,7 @@ const (
 	keyApps        = "apps/"
 	keyTasks       = "tasks/"
 	keyFramework   = "framework/id"
+	keyGroups      = "groups/"
 	refuseSeconds  = 5.0
 	reviveInterval = time.Second
 )
@@ -83,6 +84,9 @@ type Framework struct {
 
 	mu          sync.Mutex
 	apps        map[string]*appState
+	groups      map[string]groupRecord // groups with dependencies or no apps
+	versions    map[string][]string    // app ID -> stored versions, oldest first
+	lastVersion time.Time              // the latest version issued (newVersion)
 	frameworkID string
 	connected   bool
 	wantOffers  bool // demand appeared since the last REVIVE
@@ -97,6 +101,14 @@ type appState struct {
 	// deployment is the ID of the rolling upgrade in progress ("" = none).
 	deployment string
 	deployedAt time.Time
+	// prevDef is the definition the deployment started from: what
+	// canceling it (DELETE /v2/deployments/{id}) goes back to.
+	prevDef *marathon.App
+	// halted marks a rolling upgrade stopped where it was (a forced
+	// cancel): no more old tasks are killed for it until the next change.
+	halted bool
+	// offers summarises the offers processed for the app (/v2/queue).
+	offers offerStats
 }
 
 // configVersion is the version of an app's definition that tasks carry:
@@ -144,13 +156,15 @@ func (a *appState) rollout() rollout {
 
 type taskState struct {
 	id, agentID, host string
-	ports             []int
-	state             mesos.TaskState
-	staged, started   time.Time
-	version           string
-	ips               []string
-	healthy           *bool
-	killing           bool
+	// attrs are the agent's attributes (as constraints see them) at launch.
+	attrs           map[string]string
+	ports           []int
+	state           mesos.TaskState
+	staged, started time.Time
+	version         string
+	ips             []string
+	healthy         *bool
+	killing         bool
 	// unconfirmed marks a task loaded from the Store that the master has
 	// not reported on yet; it is reconciled explicitly until it is.
 	unconfirmed bool
@@ -166,13 +180,15 @@ func (t *taskState) active() bool {
 // as Marathon keeps its instances: after a restart the framework knows its
 // tasks before the master tells it, so it never launches one twice.
 type storedTask struct {
-	ID      string    `json:"id"`
-	AppID   string    `json:"app_id"`
-	AgentID string    `json:"agent_id"`
-	Host    string    `json:"host"`
-	Ports   []int     `json:"ports,omitempty"`
-	Staged  time.Time `json:"staged"`
-	Version string    `json:"version"`
+	ID      string `json:"id"`
+	AppID   string `json:"app_id"`
+	AgentID string `json:"agent_id"`
+	Host    string `json:"host"`
+	Ports   []int  `json:"ports,omitempty"`
+	// Attrs are the agent's attributes, for constraints after a restart.
+	Attrs   map[string]string `json:"attributes,omitempty"`
+	Staged  time.Time         `json:"staged"`
+	Version string            `json:"version"`
 }
 
 // Run serves the API and runs the framework until ctx is done.
@@ -205,7 +221,8 @@ func New(ctx context.Context, cfg Config) (*Framework, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	f := &Framework{cfg: cfg, log: log.With("component", "apps"), apps: map[string]*appState{}, metrics: newMetrics(cfg.Registerer)}
+	f := &Framework{cfg: cfg, log: log.With("component", "apps"), apps: map[string]*appState{}, groups: map[string]groupRecord{},
+		versions: map[string][]string{}, metrics: newMetrics(cfg.Registerer)}
 	stored, err := cfg.Store.List(ctx, keyApps)
 	if err != nil {
 		return nil, fmt.Errorf("apps: load apps: %w", err)
@@ -218,6 +235,21 @@ func New(ctx context.Context, cfg Config) (*Framework, error) {
 		}
 		f.apps[app.ID] = &appState{def: app, tasks: map[string]*taskState{}}
 	}
+	if err := f.loadVersions(ctx); err != nil {
+		return nil, err
+	}
+	groups, err := cfg.Store.List(ctx, keyGroups)
+	if err != nil {
+		return nil, fmt.Errorf("apps: load groups: %w", err)
+	}
+	for key, b := range groups {
+		var g groupRecord
+		if err := json.Unmarshal(b, &g); err != nil {
+			f.log.Error("skipping unreadable group", "key", key, "err", err)
+			continue
+		}
+		f.groups[g.ID] = g
+	}
 	tasks, err := cfg.Store.List(ctx, keyTasks)
 	if err != nil {
 		return nil, fmt.Errorf("apps: load tasks: %w", err)
@@ -229,7 +261,7 @@ func New(ctx context.Context, cfg Config) (*Framework, error) {
 			continue
 		}
 		if a := f.apps[st.AppID]; a != nil {
-			a.tasks[st.ID] = &taskState{id: st.ID, agentID: st.AgentID, host: st.Host, ports: st.Ports,
+			a.tasks[st.ID] = &taskState{id: st.ID, agentID: st.AgentID, host: st.Host, ports: st.Ports, attrs: st.Attrs,
 				state: mesos.TaskStaging, staged: st.Staged, version: st.Version, unconfirmed: true}
 		}
 	}
@@ -395,18 +427,28 @@ func (f *Framework) reconcileList(unconfirmedOnly bool) []mesos.ReconcileTask {
 func (f *Framework) needs(now time.Time) []need {
 	var out []need
 	for _, a := range f.apps {
-		if now.Before(a.delayUntil) {
+		if now.Before(a.delayUntil) || !f.depsReady(a.def) {
 			continue
 		}
 		var n int
-		if r := a.rollout(); r.Old > 0 {
+		if r := a.rollout(); r.Old > 0 && a.halted {
+			n = *a.def.Instances - r.New - r.Old // only replace what is lost
+		} else if r.Old > 0 {
 			n, _ = r.step()
 		} else {
 			n = *a.def.Instances - r.New
 		}
 		if n > 0 {
 			def := a.def
-			out = append(out, need{App: &def, Count: n})
+			var placed []agentPlace
+			if len(def.Constraints) > 0 {
+				for _, t := range a.tasks {
+					if t.active() {
+						placed = append(placed, agentPlace{Host: t.host, Attrs: t.attrs})
+					}
+				}
+			}
+			out = append(out, need{App: &def, Count: n, Placed: placed})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].App.ID < out[j].App.ID })
@@ -417,14 +459,22 @@ func (f *Framework) needs(now time.Time) []need {
 func (f *Framework) offer(ctx context.Context, o mesos.Offer) {
 	now := time.Now()
 	f.mu.Lock()
-	launches := place(o, f.needs(now), newTaskID)
+	launches, results := place(o, f.needs(now), newTaskID)
+	for _, r := range results {
+		if a := f.apps[r.AppID]; a != nil {
+			a.offers.record(r, now)
+		}
+		if r.Placed == 0 && r.Reason != "" {
+			f.metrics.unused.WithLabelValues(r.Reason).Inc()
+		}
+	}
 	var records []storedTask
 	for _, l := range launches {
 		a := f.apps[l.AppID]
 		a.tasks[l.Task.TaskID.Value] = &taskState{id: l.Task.TaskID.Value, agentID: o.AgentID.Value, host: o.Hostname,
-			ports: l.HostPorts, state: mesos.TaskStaging, staged: now, version: configVersion(a.def)}
+			attrs: l.Place.Attrs, ports: l.HostPorts, state: mesos.TaskStaging, staged: now, version: configVersion(a.def)}
 		records = append(records, storedTask{ID: l.Task.TaskID.Value, AppID: l.AppID, AgentID: o.AgentID.Value,
-			Host: o.Hostname, Ports: l.HostPorts, Staged: now, Version: configVersion(a.def)})
+			Host: o.Hostname, Ports: l.HostPorts, Attrs: l.Place.Attrs, Staged: now, Version: configVersion(a.def)})
 	}
 	f.mu.Unlock()
 	// The record is durable before the launch is sent.
@@ -596,11 +646,14 @@ func (f *Framework) rollStep(ctx context.Context) {
 	f.mu.Lock()
 	for id, a := range f.apps {
 		r := a.rollout()
+		if a.halted {
+			continue
+		}
 		if r.Old == 0 {
 			if a.deployment != "" && r.NewReady >= r.Instances {
 				f.log.Info("deployment finished", "app", id, "deployment", a.deployment, "took", time.Since(a.deployedAt).Round(time.Millisecond))
 				f.events.publish("deployment_success", map[string]any{"id": a.deployment, "plan": map[string]any{"id": a.deployment, "version": a.def.Version}})
-				a.deployment = ""
+				a.deployment, a.prevDef = "", nil
 			}
 			continue
 		}
@@ -650,4 +703,32 @@ func newUUID() string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b)
 	return strings.Join([]string{h[0:8], h[8:12], h[12:16], h[16:20], h[20:32]}, "-")
+}
+
+// depsReady reports whether every app app depends on (directly, through a
+// group it depends on, or through a group it is in) exists and has all its
+// instances of its current version running, and healthy when it has
+// health checks. A dependency that names nothing is not ready: the app
+// waits for it to be created. Caller holds mu.
+func (f *Framework) depsReady(app marathon.App) bool {
+	for _, dep := range dependencyIDs(app, f.groups) {
+		found := false
+		for id, b := range f.apps {
+			if !under(id, dep) || under(app.ID, dep) {
+				continue
+			}
+			found = true
+			r := b.rollout()
+			ready := r.Old == 0 && r.NewReady >= r.Instances
+			// A deployment stopped where it was counts both versions.
+			ready = ready || (b.halted && r.NewReady+r.OldReady >= r.Instances)
+			if !ready {
+				return false
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }

@@ -7,6 +7,7 @@ type metrics struct {
 	declined prometheus.Counter
 	updates  *prometheus.CounterVec
 	requests *prometheus.CounterVec
+	unused   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -17,9 +18,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Task status updates received, by state."}, []string{"state"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keel", Subsystem: "apps", Name: "api_requests_total",
 			Help: "Marathon API requests by method and status code."}, []string{"method", "code"}),
+		unused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keel", Subsystem: "apps", Name: "offers_unused_total",
+			Help: "Offers an app waiting for instances could not use, by reason (UnfulfilledConstraint, InsufficientCpus, ...)."}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.launches, m.declined, m.updates, m.requests)
+		reg.MustRegister(m.launches, m.declined, m.updates, m.requests, m.unused)
 	}
 	return m
 }

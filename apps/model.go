@@ -72,6 +72,20 @@ func validate(app *marathon.App) error {
 			}
 		}
 	}
+	if app.ID != "" && len(app.Dependencies) > 0 {
+		deps := make([]string, 0, len(app.Dependencies))
+		for i, d := range app.Dependencies {
+			r := resolveID(parentOf(app.ID), d)
+			switch {
+			case r == "" || !validGroupID(r):
+				v.add(fmt.Sprintf("/dependencies(%d)", i), fmt.Sprintf("'%s' is not a valid app or group ID", d))
+			case under(app.ID, r):
+				v.add(fmt.Sprintf("/dependencies(%d)", i), "an app cannot depend on itself or a group it is in")
+			}
+			deps = append(deps, r)
+		}
+		app.Dependencies = deps
+	}
 	hasCmd := app.Cmd != nil && strings.TrimSpace(*app.Cmd) != ""
 	if !hasCmd && len(app.Args) == 0 && (app.Container == nil || app.Container.Docker == nil) {
 		v.add("/", "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'.")
@@ -124,8 +138,8 @@ func validate(app *marathon.App) error {
 				if h.PortIndex != nil {
 					idx = *h.PortIndex
 				}
-				if idx < 0 || idx >= len(app.PortDefinitions) {
-					v.add(path+"/portIndex", fmt.Sprintf("port index %d is not one of the app's %d ports", idx, len(app.PortDefinitions)))
+				if n := len(appPorts(app)); idx < 0 || idx >= n {
+					v.add(path+"/portIndex", fmt.Sprintf("port index %d is not one of the app's %d ports", idx, n))
 				}
 			}
 		case "COMMAND":
@@ -140,6 +154,12 @@ func validate(app *marathon.App) error {
 			if val < 0 {
 				v.add(path+"/"+field, "must be 0 or more")
 			}
+		}
+	}
+	validateContainer(app, v)
+	for i, c := range app.Constraints {
+		if _, err := parseConstraint(c); err != nil {
+			v.add(fmt.Sprintf("/constraints(%d)", i), err.Error())
 		}
 	}
 	if len(v.details) > 0 {
@@ -169,6 +189,11 @@ func defaults(app *marathon.App) {
 	for i := range app.PortDefinitions {
 		if app.PortDefinitions[i].Protocol == "" {
 			app.PortDefinitions[i].Protocol = "tcp"
+		}
+	}
+	for i, pms := 0, portMappings(app); i < len(pms); i++ {
+		if pms[i].Protocol == "" {
+			pms[i].Protocol = "tcp"
 		}
 	}
 	if app.KillSelection == "" {
@@ -235,8 +260,26 @@ func merge(cur marathon.App, upd marathon.App) (marathon.App, bool) {
 	if upd.Constraints != nil {
 		out.Constraints = upd.Constraints
 	}
+	if upd.Dependencies != nil {
+		out.Dependencies = upd.Dependencies
+	}
 	if upd.Container != nil {
 		out.Container = upd.Container
+	}
+	if upd.Networks != nil {
+		out.Networks = upd.Networks
+	}
+	if out.Container != nil && (upd.Container != nil || upd.Networks != nil) {
+		// Mapping service ports survive an update too.
+		c := *out.Container
+		c.PortMappings = append([]marathon.PortMapping(nil), c.PortMappings...)
+		if c.Docker != nil {
+			d := *c.Docker
+			d.PortMappings = append([]marathon.PortMapping(nil), d.PortMappings...)
+			c.Docker = &d
+		}
+		out.Container = &c
+		keepServicePorts(&cur, &out)
 	}
 	if upd.HealthChecks != nil {
 		out.HealthChecks = upd.HealthChecks

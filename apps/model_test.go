@@ -81,7 +81,7 @@ func TestPlace(t *testing.T) {
 	}
 	*app.CPUs = 0.25
 	n := 0
-	ls := place(offer, []need{{App: &app, Count: 5}}, func(string) string { n++; return "web." + string(rune('0'+n)) })
+	ls, _ := place(offer, []need{{App: &app, Count: 5}}, func(string) string { n++; return "web." + string(rune('0'+n)) })
 	// Three ports in the offer: three instances, each with its own port.
 	if len(ls) != 3 {
 		t.Fatalf("placed %d, want 3", len(ls))
@@ -109,7 +109,7 @@ func TestPlace(t *testing.T) {
 	}
 	// requirePorts: the host port is the service port, which is not offered.
 	app.RequirePorts = true
-	if ls := place(offer, []need{{App: &app, Count: 1}}, func(string) string { return "x.1" }); len(ls) != 0 {
+	if ls, _ := place(offer, []need{{App: &app, Count: 1}}, func(string) string { return "x.1" }); len(ls) != 0 {
 		t.Fatalf("placed with a required port not in the offer: %+v", ls)
 	}
 }

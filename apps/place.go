@@ -11,10 +11,12 @@ import (
 	"github.com/keelhq/keel/api/mesos"
 )
 
-// need is an app that wants Count more instances.
+// need is an app that wants Count more instances. Placed are the places
+// of its live tasks, which its constraints are checked against.
 type need struct {
-	App   *marathon.App
-	Count int
+	App    *marathon.App
+	Count  int
+	Placed []agentPlace
 }
 
 // launch is one task to start.
@@ -22,47 +24,99 @@ type launch struct {
 	AppID     string
 	Task      mesos.TaskInfo
 	HostPorts []int
+	// Place is where it runs, kept with the task for later constraint checks.
+	Place agentPlace
+}
+
+// Reasons an offer is not used for an app, in the order they are checked
+// (Marathon's names, as /v2/queue reports them).
+const (
+	reasonConstraint = "UnfulfilledConstraint"
+	reasonCPUs       = "InsufficientCpus"
+	reasonMem        = "InsufficientMemory"
+	reasonDisk       = "InsufficientDisk"
+	reasonPorts      = "InsufficientPorts"
+)
+
+// rejectReasons is the order of the checks: an offer rejected for a
+// reason has passed every check before it.
+var rejectReasons = [...]string{reasonConstraint, reasonCPUs, reasonMem, reasonDisk, reasonPorts}
+
+// offerResult is what one offer did for one app that needed instances:
+// how many it placed and, when none, why.
+type offerResult struct {
+	AppID  string
+	Placed int
+	Reason string
 }
 
 // place fits as many of the needed instances as the offer holds, in the
-// order of needs. It is pure: newID makes task IDs.
-func place(offer mesos.Offer, needs []need, newID func(appID string) string) []launch {
+// order of needs, honouring each app's constraints against its live tasks
+// and the ones placed before on this offer. It is pure: newID makes task
+// IDs. It also says, per need, whether the offer was used and why not.
+func place(offer mesos.Offer, needs []need, newID func(appID string) string) ([]launch, []offerResult) {
 	free := offer.Resources.Normalize()
+	at := offerPlace(offer)
 	var out []launch
+	var results []offerResult
 	for _, n := range needs {
+		cs := parseConstraints(n.App.Constraints)
+		placed := append([]agentPlace(nil), n.Placed...)
+		res := offerResult{AppID: n.App.ID}
 		for i := 0; i < n.Count; i++ {
-			l, ok := fit(offer, free, n.App, newID(n.App.ID))
-			if !ok {
+			if !meetsAll(cs, at, placed) {
+				res.Reason = reasonConstraint
 				break
 			}
+			l, reason := fit(offer, free, n.App, newID(n.App.ID))
+			if reason != "" {
+				res.Reason = reason
+				break
+			}
+			l.Place = at
+			placed = append(placed, at)
 			free = free.Minus(l.Task.Resources)
 			out = append(out, l)
+			res.Placed++
 		}
+		if res.Placed > 0 {
+			res.Reason = ""
+		}
+		results = append(results, res)
 	}
-	return out
+	return out, results
 }
 
-// fit builds the task of app on the offer's free resources, if it fits.
-func fit(offer mesos.Offer, free mesos.Resources, app *marathon.App, taskID string) (launch, bool) {
+// fit builds the task of app on the offer's free resources, if it fits;
+// otherwise it returns the first resource that is short.
+func fit(offer mesos.Offer, free mesos.Resources, app *marathon.App, taskID string) (launch, string) {
+	switch {
+	case short(free.Scalar("cpus"), *app.CPUs):
+		return launch{}, reasonCPUs
+	case short(free.Scalar("mem"), *app.Mem):
+		return launch{}, reasonMem
+	case short(free.Scalar("disk"), *app.Disk):
+		return launch{}, reasonDisk
+	}
 	res := mesos.Resources{mesos.ScalarResource("cpus", *app.CPUs), mesos.ScalarResource("mem", *app.Mem)}
 	if *app.Disk > 0 {
 		res = append(res, mesos.ScalarResource("disk", *app.Disk))
 	}
 	var hostPorts []int
-	if len(app.PortDefinitions) > 0 {
+	if ports := appPorts(app); len(ports) > 0 {
 		avail := free.Ranges("ports")
 		taken := map[int]bool{}
-		for _, pd := range app.PortDefinitions {
+		for _, ap := range ports {
 			p := 0
-			if app.RequirePorts {
-				if inRanges(avail, pd.Port) {
-					p = pd.Port
+			if ap.Host != 0 {
+				if inRanges(avail, ap.Host) && !taken[ap.Host] {
+					p = ap.Host
 				}
 			} else {
 				p = firstFree(avail, taken)
 			}
 			if p == 0 {
-				return launch{}, false
+				return launch{}, reasonPorts
 			}
 			taken[p] = true
 			hostPorts = append(hostPorts, p)
@@ -71,10 +125,14 @@ func fit(offer mesos.Offer, free mesos.Resources, app *marathon.App, taskID stri
 	}
 	res = res.Normalize()
 	if !free.Contains(res) {
-		return launch{}, false
+		// Scalars were checked above; what is left is a role or port split.
+		return launch{}, reasonPorts
 	}
-	return launch{AppID: app.ID, HostPorts: hostPorts, Task: taskInfo(app, offer, taskID, res, hostPorts)}, true
+	return launch{AppID: app.ID, HostPorts: hostPorts, Task: taskInfo(app, offer, taskID, res, hostPorts)}, ""
 }
+
+// short reports whether have is less than want, ignoring float noise.
+func short(have, want float64) bool { return have < want-1e-9 }
 
 func inRanges(rs []mesos.Range, p int) bool {
 	for _, r := range rs {
@@ -105,14 +163,21 @@ func taskInfo(app *marathon.App, offer mesos.Offer, taskID string, res mesos.Res
 		env[k] = v
 	}
 	var ports []string
+	aps := appPorts(app)
 	for i, p := range hostPorts {
 		ps := strconv.Itoa(p)
 		ports = append(ports, ps)
 		env[fmt.Sprintf("PORT%d", i)] = ps
-		if name := app.PortDefinitions[i].Name; name != "" {
+		if name := aps[i].Name; name != "" {
 			env["PORT_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))] = ps
 		}
-		if sp := app.PortDefinitions[i].Port; sp != 0 {
+		// PORT_{declared port}: the container port of a mapping, the
+		// service port of a port definition (as Marathon).
+		if aps[i].Mapped {
+			if aps[i].Container != 0 {
+				env[fmt.Sprintf("PORT_%d", aps[i].Container)] = ps
+			}
+		} else if sp := aps[i].Service; sp != 0 {
 			env[fmt.Sprintf("PORT_%d", sp)] = ps
 		}
 	}
@@ -141,9 +206,15 @@ func taskInfo(app *marathon.App, offer mesos.Offer, taskID string, res mesos.Res
 	}
 
 	cmd := &mesos.CommandInfo{Environment: &mesos.Environment{Variables: vars}, User: app.User}
-	if app.Cmd != nil {
+	docker := isDocker(app)
+	switch {
+	case app.Cmd != nil:
 		cmd.Value = *app.Cmd
-	} else if len(app.Args) > 0 {
+	case docker:
+		// The image's entrypoint runs, with the args as its arguments.
+		shell := false
+		cmd.Shell, cmd.Arguments = &shell, app.Args
+	case len(app.Args) > 0:
 		shell := false
 		cmd.Shell, cmd.Value, cmd.Arguments = &shell, app.Args[0], app.Args
 	}
@@ -156,14 +227,14 @@ func taskInfo(app *marathon.App, offer mesos.Offer, taskID string, res mesos.Res
 	if len(hostPorts) > 0 {
 		disc.Ports = &mesos.Ports{}
 		for i, p := range hostPorts {
-			pd := app.PortDefinitions[i]
-			proto := pd.Protocol
+			ap := aps[i]
+			proto := ap.Protocol
 			if proto == "" || strings.Contains(proto, ",") {
 				proto = "tcp"
 			}
-			port := mesos.Port{Number: uint32(p), Name: pd.Name, Protocol: proto}
-			if pd.Port != 0 {
-				port.Labels = &mesos.Labels{Labels: []mesos.Label{{Key: mesos.LabelServicePort, Value: strconv.Itoa(pd.Port)}}}
+			port := mesos.Port{Number: uint32(p), Name: ap.Name, Protocol: proto}
+			if ap.Service != 0 {
+				port.Labels = &mesos.Labels{Labels: []mesos.Label{{Key: mesos.LabelServicePort, Value: strconv.Itoa(ap.Service)}}}
 			}
 			disc.Ports.Ports = append(disc.Ports.Ports, port)
 		}
@@ -172,6 +243,7 @@ func taskInfo(app *marathon.App, offer mesos.Offer, taskID string, res mesos.Res
 	return mesos.TaskInfo{
 		Name: taskName(app.ID), TaskID: mesos.ID{Value: taskID}, AgentID: offer.AgentID, Resources: res,
 		Command: cmd, Labels: labels, Discovery: disc, HealthCheck: healthCheck(app, hostPorts),
+		Container:  containerInfo(app, hostPorts),
 		KillPolicy: &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: int64(grace)}},
 	}
 }

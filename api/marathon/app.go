@@ -216,3 +216,22 @@ type ErrorDetail struct {
 	Path   string   `json:"path"`
 	Errors []string `json:"errors"`
 }
+
+// Group is a Marathon group: GET /v2/groups returns the tree, POST and
+// PUT /v2/groups take one. Apps and groups nest by ID ("/prod/web" is app
+// web of group /prod).
+type Group struct {
+	ID           string   `json:"id"`
+	Apps         []App    `json:"apps"`
+	Groups       []Group  `json:"groups"`
+	Dependencies []string `json:"dependencies"`
+	Version      string   `json:"version,omitempty"`
+	// ScaleBy, in a PUT, multiplies the instances of every app of the
+	// group (rounded up) and ignores everything else.
+	ScaleBy *float64 `json:"scaleBy,omitempty"`
+}
+
+// VersionsResponse lists an app's versions: GET /v2/apps/{id}/versions.
+type VersionsResponse struct {
+	Versions []string `json:"versions"`
+}
