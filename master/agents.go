@@ -66,6 +66,11 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *ag
 	info := sub.AgentInfo
 	info.ID = mesos.NewID(id)
 	a.info, a.ip, a.version, a.total = info, sub.IP, sub.Version, info.Resources.Normalize()
+	if dyn, err := m.loadReservations(r.Context(), id); err != nil {
+		m.log.Error("could not read the agent's dynamic reservations", "agent_id", id, "err", err)
+	} else if len(dyn) > 0 {
+		a.total = m.withReservations(id, a.total, dyn)
+	}
 	a.pid = mesos.AgentPID(sub.IP, info.Port)
 	a.conn, a.streamID, a.recovered = c, c.id, false
 	m.disarmTimer("agent/" + id)

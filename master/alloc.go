@@ -34,7 +34,23 @@ func (m *Master) allocate(now time.Time) {
 	if m.closing {
 		return
 	}
-	st := allocator.State{Now: now, Weights: m.cfg.Weights}
+	st := allocator.State{Now: now, Weights: m.cfg.Weights, Quota: m.allocatorQuota()}
+	// What each framework holds per role: its live tasks and its offers.
+	byRole := map[string]map[string]mesos.Resources{}
+	hold := func(fid, role string, r mesos.Resources) {
+		if byRole[fid] == nil {
+			byRole[fid] = map[string]mesos.Resources{}
+		}
+		byRole[fid][role] = byRole[fid][role].Plus(r)
+	}
+	for _, t := range m.tasks {
+		if !t.task.State.Terminal() {
+			hold(t.task.FrameworkID.Value, t.role, t.task.Resources)
+		}
+	}
+	for _, o := range m.offers {
+		hold(o.offer.FrameworkID.Value, o.role, o.offer.Resources)
+	}
 	for id, a := range m.agents {
 		if a.conn == nil {
 			continue
@@ -45,15 +61,19 @@ func (m *Master) allocate(now time.Time) {
 		if f.conn == nil {
 			continue
 		}
+		var suppressed []string
+		for r := range f.suppressedRoles {
+			suppressed = append(suppressed, r)
+		}
 		st.Frameworks = append(st.Frameworks, allocator.Framework{
-			ID: id, Role: frameworkRole(f.info), Suppressed: f.suppressed, Allocated: f.allocated.Plus(f.offered)})
+			ID: id, Roles: frameworkRoles(f.info), Suppressed: f.suppressed, SuppressedRoles: suppressed, AllocatedByRole: byRole[id]})
 	}
 	for k, until := range m.filters {
 		if !now.Before(until) {
 			delete(m.filters, k)
 			continue
 		}
-		st.Filters = append(st.Filters, allocator.Filter{FrameworkID: k[0], AgentID: k[1], Until: until})
+		st.Filters = append(st.Filters, allocator.Filter{FrameworkID: k.framework, AgentID: k.agent, Role: k.role, Until: until})
 	}
 	if len(st.Agents) == 0 || len(st.Frameworks) == 0 {
 		return
@@ -73,7 +93,12 @@ func (m *Master) allocate(now time.Time) {
 			Resources:   d.Resources,
 			Attributes:  a.info.Attributes,
 		}
-		m.offers[o.ID.Value] = &offerRec{offer: o, created: now}
+		role := d.Role
+		if role == "" {
+			role = frameworkRoles(f.info)[0]
+		}
+		o.AllocationInfo = &mesos.AllocationInfo{Role: role}
+		m.offers[o.ID.Value] = &offerRec{offer: o, role: role, created: now}
 		if m.cfg.OfferTimeout > 0 {
 			oid := o.ID.Value
 			m.armTimer("offer/"+oid, m.cfg.OfferTimeout, func() {
@@ -115,15 +140,6 @@ func (m *Master) releaseOffer(id string, rescind bool) *offerRec {
 	return o
 }
 
-func frameworkRole(info mesos.FrameworkInfo) string {
-	if len(info.Roles) > 0 {
-		return info.Roles[0]
-	}
-	if info.Role != "" {
-		return info.Role
-	}
-	return "*"
-}
 
 // ValidateRole checks a role name by Mesos' rules: "*" or one or more
 // "/"-separated components, none empty, "." or "..", none starting with

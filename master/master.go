@@ -70,6 +70,12 @@ type Config struct {
 	// Registerer and Gatherer are for metrics; nil disables them.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// OnTerm, when set, runs for every term this master leads, with a
+	// context that ends with the term and the term's store: the built-in
+	// apps framework runs here, so only the leader schedules. An error
+	// while the term lasts ends Run with that error. The next campaign
+	// waits for OnTerm to return.
+	OnTerm func(ctx context.Context, store Store) error
 	// Extra, when set, serves every path the master does not (the web UI).
 	Extra  http.Handler
 	Logger *slog.Logger
@@ -99,7 +105,8 @@ type Master struct {
 	tasks      map[string]*taskRec // by task ID
 	offers     map[string]*offerRec
 	completed  []mesos.Task // ring of finished tasks, newest last
-	filters    map[[2]string]time.Time
+	filters    map[filterKey]time.Time
+	quota      map[string]mesos.QuotaConfig // by role
 	opSubs     map[*conn]struct{}
 	timers     map[string]*time.Timer
 	closing    bool
@@ -131,6 +138,8 @@ type fwRec struct {
 	conn       *conn
 	streamID   string
 	suppressed bool
+	// suppressedRoles are roles SUPPRESS named (all roles: suppressed).
+	suppressedRoles map[string]bool
 	allocated  mesos.Resources
 	offered    mesos.Resources
 	registered time.Time
@@ -138,6 +147,8 @@ type fwRec struct {
 }
 
 type taskRec struct {
+	// role is the role of the offer the task was launched from.
+	role string
 	task mesos.Task
 	// framework info as at launch, needed by the agent (capabilities).
 	unacked map[string]mesos.TaskStatus // status updates not yet acked by the framework, by uuid
@@ -145,8 +156,13 @@ type taskRec struct {
 
 type offerRec struct {
 	offer   mesos.Offer
+	role    string
 	created time.Time
 }
+
+// filterKey is a DECLINE filter: framework, agent and the role of the
+// declined offer.
+type filterKey struct{ framework, agent, role string }
 
 const (
 	keyFrameworks = "master/frameworks/"
@@ -211,7 +227,8 @@ func newTerm(cfg Config, info mesos.MasterInfo, store Store, mt *metrics, log *s
 		frameworks: map[string]*fwRec{},
 		tasks:      map[string]*taskRec{},
 		offers:     map[string]*offerRec{},
-		filters:    map[[2]string]time.Time{},
+		filters:    map[filterKey]time.Time{},
+		quota:      map[string]mesos.QuotaConfig{},
 		opSubs:     map[*conn]struct{}{},
 		timers:     map[string]*time.Timer{},
 	}
@@ -291,9 +308,20 @@ func (m *Master) recover(ctx context.Context) error {
 			continue
 		}
 		id := sa.Info.ID.Value
+		total := sa.Info.Resources.Normalize()
+		dyn, err := m.loadReservations(ctx, id)
+		if err != nil {
+			return err
+		}
+		if len(dyn) > 0 {
+			total = m.withReservations(id, total, dyn)
+		}
 		m.agents[id] = &agentRec{recovered: true, info: sa.Info, ip: sa.IP, pid: mesos.AgentPID(sa.IP, sa.Info.Port),
-			total: sa.Info.Resources, registered: time.Now()}
+			total: total, registered: time.Now()}
 		m.armTimer("agent/"+id, m.cfg.AgentReregisterTimeout, func() { m.expireAgent(id) })
+	}
+	if err := m.recoverQuota(ctx); err != nil {
+		return err
 	}
 	if len(fws)+len(agents) > 0 {
 		m.log.Info("recovered registry", "frameworks", len(m.frameworks), "agents", len(m.agents))

@@ -27,6 +27,17 @@ func (m *Master) handleOperator(w http.ResponseWriter, r *http.Request) {
 		resp.GetMaster = &mesos.GetMaster{MasterInfo: m.info}
 	case mesos.OpGetMetrics:
 		resp.GetMetrics = m.getMetrics()
+	case mesos.OpGetQuota:
+		m.mu.Lock()
+		resp.GetQuota = m.getQuota()
+		m.mu.Unlock()
+	case mesos.OpUpdateQuota:
+		if status, msg := m.updateQuota(r.Context(), call.UpdateQuota); status != http.StatusOK {
+			httpError(w, status, msg)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		return
 	case mesos.OpGetRoles:
 		m.mu.Lock()
 		resp.GetRoles = m.getRoles()
@@ -155,9 +166,20 @@ func (m *Master) getRoles() *mesos.GetRoles {
 		role(name)
 	}
 	for id, f := range m.frameworks {
-		r := role(frameworkRole(f.info))
-		r.Frameworks = append(r.Frameworks, mesos.ID{Value: id})
-		r.Resources = r.Resources.Plus(f.allocated)
+		for _, name := range frameworkRoles(f.info) {
+			r := role(name)
+			r.Frameworks = append(r.Frameworks, mesos.ID{Value: id})
+		}
+	}
+	for _, t := range m.tasks {
+		if !t.task.State.Terminal() {
+			r := role(t.role)
+			r.Resources = r.Resources.Plus(t.task.Resources)
+		}
+	}
+	for name, q := range m.quota {
+		q := q
+		role(name).Quota = &q
 	}
 	out := &mesos.GetRoles{Roles: []mesos.Role{}}
 	for _, r := range roles {

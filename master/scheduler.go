@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/keelhq/keel/allocator"
 	"github.com/keelhq/keel/api/agent"
 	"github.com/keelhq/keel/api/mesos"
 )
@@ -78,7 +80,7 @@ func (m *Master) subscribeFramework(w http.ResponseWriter, r *http.Request, call
 			}
 		}
 	}
-	f.info, f.conn, f.streamID, f.suppressed = info, c, c.id, false
+	f.info, f.conn, f.streamID, f.suppressed, f.suppressedRoles = info, c, c.id, false, nil
 	m.disarmTimer("failover/" + id)
 	c.send(mesos.Event{Type: mesos.EventSubscribed, Subscribed: &mesos.Subscribed{
 		FrameworkID: mesos.ID{Value: id}, HeartbeatIntervalSeconds: m.cfg.HeartbeatInterval.Seconds(), MasterInfo: &m.info}})
@@ -191,19 +193,38 @@ func (m *Master) schedulerCall(streamID string, call *mesos.Call) (int, string) 
 		for _, oid := range call.Decline.OfferIDs {
 			if o, ok := m.offers[oid.Value]; ok && o.offer.FrameworkID.Value == id {
 				m.releaseOffer(oid.Value, false)
-				m.addFilter(id, o.offer.AgentID.Value, call.Decline.Filters)
+				m.addFilter(id, o.offer.AgentID.Value, o.role, call.Decline.Filters)
 			}
 		}
 	case mesos.CallRevive:
-		f.suppressed = false
+		// REVIVE without roles revives all of them (Mesos).
+		var roles []string
+		if call.Revive != nil {
+			roles = call.Revive.Roles
+		}
+		if len(roles) == 0 {
+			f.suppressed, f.suppressedRoles = false, nil
+		}
+		for _, r := range roles {
+			delete(f.suppressedRoles, r)
+		}
 		for k := range m.filters {
-			if k[0] == id {
+			if k.framework == id && (len(roles) == 0 || contains(roles, k.role)) {
 				delete(m.filters, k)
 			}
 		}
 		m.kick()
 	case mesos.CallSuppress:
-		f.suppressed = true
+		if call.Suppress == nil || len(call.Suppress.Roles) == 0 {
+			f.suppressed = true
+			break
+		}
+		if f.suppressedRoles == nil {
+			f.suppressedRoles = map[string]bool{}
+		}
+		for _, r := range call.Suppress.Roles {
+			f.suppressedRoles[r] = true
+		}
 	case mesos.CallKill:
 		if call.Kill == nil {
 			return http.StatusBadRequest, "Expecting 'kill' to be present"
@@ -233,21 +254,33 @@ func (m *Master) schedulerCall(streamID string, call *mesos.Call) (int, string) 
 	return http.StatusAccepted, ""
 }
 
-func (m *Master) addFilter(fid, aid string, f *mesos.Filters) {
+func (m *Master) addFilter(fid, aid, role string, f *mesos.Filters) {
 	d := defaultRefuse
 	if f != nil && f.RefuseSeconds != nil {
 		d = time.Duration(*f.RefuseSeconds * float64(time.Second))
 	}
 	if d > 0 {
-		m.filters[[2]string{fid, aid}] = time.Now().Add(d)
+		m.filters[filterKey{fid, aid, role}] = time.Now().Add(d)
 	}
 }
 
-// accept launches tasks on accepted offers. Caller holds mu.
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// accept applies the operations of an ACCEPT to its offers, in order:
+// RESERVE and UNRESERVE change the pool (and the agent's resources) for
+// the operations after them; LAUNCH starts tasks on what the pool holds.
+// Whatever is left goes back to the allocator. Caller holds mu.
 func (m *Master) accept(f *fwRec, acc *mesos.Accept) {
 	fid := f.info.ID.Value
 	var pool mesos.Resources
-	var agentID string
+	var agentID, role string
 	valid := len(acc.OfferIDs) > 0
 	reason := ""
 	for _, oid := range acc.OfferIDs {
@@ -259,8 +292,10 @@ func (m *Master) accept(f *fwRec, acc *mesos.Accept) {
 			valid, reason = false, "Offer "+oid.Value+" belongs to another framework"
 		case agentID != "" && o.offer.AgentID.Value != agentID:
 			valid, reason = false, "Offers span more than one agent"
+		case role != "" && o.role != role:
+			valid, reason = false, "Offers are allocated to different roles"
 		default:
-			agentID = o.offer.AgentID.Value
+			agentID, role = o.offer.AgentID.Value, o.role
 			pool = pool.Plus(o.offer.Resources)
 		}
 	}
@@ -277,26 +312,108 @@ func (m *Master) accept(f *fwRec, acc *mesos.Accept) {
 		valid, reason = false, "Agent "+agentID+" is not connected"
 	}
 	for _, op := range acc.Operations {
-		if op.Type != mesos.OperationLaunch || op.Launch == nil {
-			continue
-		}
-		for _, ti := range op.Launch.TaskInfos {
+		switch op.Type {
+		case mesos.OperationReserve, mesos.OperationUnreserve:
 			if !valid {
-				m.sendUpdate(f, masterStatus(ti.TaskID, &ti.AgentID, mesos.TaskDropped, mesos.ReasonInvalidOffers, reason))
+				m.log.Warn("dropping an operation of an invalid ACCEPT", "framework_id", fid, "operation", op.Type, "reason", reason)
 				continue
 			}
-			if msg := m.validateTask(&ti, agentID, pool); msg != "" {
-				m.sendUpdate(f, masterStatus(ti.TaskID, &ti.AgentID, mesos.TaskError, mesos.ReasonTaskInvalid, msg))
+			next, err := m.reserveOp(f, a, role, pool, op)
+			if err != nil {
+				// Mesos drops a bad operation and goes on with the rest.
+				m.log.Warn("refused an offer operation", "framework_id", fid, "agent_id", agentID, "operation", op.Type, "err", err)
 				continue
 			}
-			pool = pool.Minus(ti.Resources)
-			m.launch(f, a, ti)
+			pool = next
+		case mesos.OperationLaunch:
+			if op.Launch == nil {
+				continue
+			}
+			for _, ti := range op.Launch.TaskInfos {
+				if !valid {
+					m.sendUpdate(f, masterStatus(ti.TaskID, &ti.AgentID, mesos.TaskDropped, mesos.ReasonInvalidOffers, reason))
+					continue
+				}
+				if msg := m.validateTask(&ti, agentID, pool); msg != "" {
+					m.sendUpdate(f, masterStatus(ti.TaskID, &ti.AgentID, mesos.TaskError, mesos.ReasonTaskInvalid, msg))
+					continue
+				}
+				pool = pool.Minus(ti.Resources)
+				m.launch(f, a, role, ti)
+			}
 		}
 	}
 	if agentID != "" {
-		m.addFilter(fid, agentID, acc.Filters)
+		m.addFilter(fid, agentID, role, acc.Filters)
 	}
 	m.kick()
+}
+
+// reserveOp applies one RESERVE or UNRESERVE to the accepted pool and to
+// the agent's resources, and records the agent's dynamic reservations in
+// the registry. Frameworks may only reserve to (or under) the role the
+// offer was allocated to. Caller holds mu.
+func (m *Master) reserveOp(f *fwRec, a *agentRec, role string, pool mesos.Resources, op mesos.Operation) (mesos.Resources, error) {
+	var res mesos.Resources
+	switch {
+	case op.Type == mesos.OperationReserve && op.Reserve != nil:
+		res = op.Reserve.Resources
+	case op.Type == mesos.OperationUnreserve && op.Unreserve != nil:
+		res = op.Unreserve.Resources
+	default:
+		return nil, fmt.Errorf("%s without its resources", op.Type)
+	}
+	// Group the resources by the role they reserve to (Mesos allows one
+	// operation to name several).
+	byRole := map[string]mesos.Resources{}
+	principal := map[string]string{}
+	for _, r := range res {
+		target := r.ReservationRole()
+		if !r.Dynamic() {
+			return nil, fmt.Errorf("%s of %s needs a dynamic reservation", op.Type, r.Name)
+		}
+		if target != role && !strings.HasPrefix(target, role+"/") {
+			return nil, fmt.Errorf("role %q is not the offer's role %q or under it", target, role)
+		}
+		stack := r.ReservationStack()
+		principal[target] = stack[len(stack)-1].Principal
+		byRole[target] = append(byRole[target], r)
+	}
+	next, total := pool, a.total
+	for target, rs := range byRole {
+		var err error
+		if op.Type == mesos.OperationReserve {
+			// Reserve takes the resources as they are now: without the
+			// reservation being added.
+			var want mesos.Resources
+			for _, r := range rs {
+				r.Reservations = r.ReservationStack()[:len(r.ReservationStack())-1]
+				r.Reservation = nil
+				r.Role = ""
+				if len(r.Reservations) > 0 {
+					r.Role = r.Reservations[len(r.Reservations)-1].Role
+				}
+				want = append(want, r)
+			}
+			if next, err = allocator.Reserve(next, target, principal[target], want); err != nil {
+				return nil, err
+			}
+			if total, err = allocator.Reserve(total, target, principal[target], want); err != nil {
+				return nil, err
+			}
+		} else {
+			if next, err = allocator.Unreserve(next, target, rs); err != nil {
+				return nil, err
+			}
+			if total, err = allocator.Unreserve(total, target, rs); err != nil {
+				return nil, err
+			}
+		}
+	}
+	a.total = total.Normalize()
+	m.log.Info("offer operation applied", "operation", op.Type, "agent_id", a.info.ID.Val(), "resources", res.String())
+	m.persistReservations(a)
+	return next, nil
 }
 
 func (m *Master) validateTask(ti *mesos.TaskInfo, agentID string, pool mesos.Resources) string {
@@ -318,8 +435,8 @@ func (m *Master) validateTask(ti *mesos.TaskInfo, agentID string, pool mesos.Res
 }
 
 // launch records the task and sends it to its agent. Caller holds mu.
-func (m *Master) launch(f *fwRec, a *agentRec, ti mesos.TaskInfo) {
-	t := &taskRec{task: mesos.Task{
+func (m *Master) launch(f *fwRec, a *agentRec, role string, ti mesos.TaskInfo) {
+	t := &taskRec{role: role, task: mesos.Task{
 		Name: ti.Name, TaskID: ti.TaskID, FrameworkID: *f.info.ID, AgentID: ti.AgentID,
 		State: mesos.TaskStaging, Resources: ti.Resources, Labels: ti.Labels, Discovery: ti.Discovery,
 		Container: ti.Container, HealthCheck: ti.HealthCheck, KillPolicy: ti.KillPolicy, User: f.info.User,

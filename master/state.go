@@ -107,7 +107,7 @@ func (m *Master) handleState(w http.ResponseWriter, r *http.Request) {
 	byFw := map[string]*v0Framework{}
 	for id, f := range m.frameworks {
 		byFw[id] = &v0Framework{ID: id, Name: f.info.Name, Hostname: f.info.Hostname, User: f.info.User,
-			Role: frameworkRole(f.info), Active: f.conn != nil, WebUIURL: f.info.WebUIURL,
+			Role: frameworkRoles(f.info)[0], Active: f.conn != nil, WebUIURL: f.info.WebUIURL,
 			Resources: v0Resources(f.allocated), Tasks: []v0Task{}, CompletedTasks: []v0Task{}}
 	}
 	for _, t := range m.tasks {

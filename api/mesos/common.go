@@ -385,6 +385,15 @@ type Offer struct {
 	Hostname    string      `json:"hostname"`
 	Resources   Resources   `json:"resources"`
 	Attributes  []Attribute `json:"attributes,omitempty"`
+	// AllocationInfo names the role the offer is made to (a MULTI_ROLE
+	// framework gets offers per role).
+	AllocationInfo *AllocationInfo `json:"allocation_info,omitempty"`
+}
+
+// AllocationInfo is Resource.AllocationInfo: the role resources are
+// allocated to.
+type AllocationInfo struct {
+	Role string `json:"role"`
 }
 
 // Filters is the filter a framework attaches to a DECLINE or ACCEPT.

@@ -11,12 +11,40 @@ const (
 	OpGetMaster     = "GET_MASTER"
 	OpGetRoles      = "GET_ROLES"
 	OpGetMetrics    = "GET_METRICS"
+	OpGetQuota      = "GET_QUOTA"
+	OpUpdateQuota   = "UPDATE_QUOTA"
 	OpSubscribe     = "SUBSCRIBE"
 )
 
 // OperatorCall is a call POSTed to /api/v1.
 type OperatorCall struct {
-	Type string `json:"type"`
+	Type        string       `json:"type"`
+	UpdateQuota *UpdateQuota `json:"update_quota,omitempty"`
+}
+
+// UpdateQuota is Call.UpdateQuota (Mesos 1.9+): set the guarantees and
+// limits of roles; a config with neither removes the role's quota.
+type UpdateQuota struct {
+	Force        bool          `json:"force,omitempty"`
+	QuotaConfigs []QuotaConfig `json:"quota_configs"`
+}
+
+// QuotaConfig is one role's quota: scalar guarantees and limits by
+// resource name.
+type QuotaConfig struct {
+	Role       string            `json:"role"`
+	Guarantees map[string]Scalar `json:"guarantees,omitempty"`
+	Limits     map[string]Scalar `json:"limits,omitempty"`
+}
+
+// GetQuota is Response.GetQuota.
+type GetQuota struct {
+	Status QuotaStatus `json:"status"`
+}
+
+// QuotaStatus lists the quota of every role that has one.
+type QuotaStatus struct {
+	Configs []QuotaConfig `json:"configs,omitempty"`
 }
 
 // OperatorResponse is the reply to an OperatorCall.
@@ -31,6 +59,7 @@ type OperatorResponse struct {
 	GetMaster     *GetMaster     `json:"get_master,omitempty"`
 	GetRoles      *GetRoles      `json:"get_roles,omitempty"`
 	GetMetrics    *GetMetrics    `json:"get_metrics,omitempty"`
+	GetQuota      *GetQuota      `json:"get_quota,omitempty"`
 }
 
 // GetMetrics is Response.GetMetrics: the master's metrics under Mesos'
@@ -56,6 +85,8 @@ type Role struct {
 	Weight     float64   `json:"weight"`
 	Frameworks []ID      `json:"frameworks,omitempty"`
 	Resources  Resources `json:"resources,omitempty"`
+	// Quota is the role's quota, when it has one.
+	Quota *QuotaConfig `json:"quota,omitempty"`
 }
 
 // GetHealth is Response.GetHealth.

@@ -45,13 +45,29 @@ type Accept struct {
 
 // Offer operation types.
 const (
-	OperationLaunch = "LAUNCH"
+	OperationLaunch    = "LAUNCH"
+	OperationReserve   = "RESERVE"
+	OperationUnreserve = "UNRESERVE"
 )
 
-// Operation is Offer.Operation (only LAUNCH in this version).
+// Operation is Offer.Operation: LAUNCH, RESERVE or UNRESERVE.
 type Operation struct {
-	Type   string  `json:"type"`
-	Launch *Launch `json:"launch,omitempty"`
+	Type      string     `json:"type"`
+	Launch    *Launch    `json:"launch,omitempty"`
+	Reserve   *Reserve   `json:"reserve,omitempty"`
+	Unreserve *Unreserve `json:"unreserve,omitempty"`
+}
+
+// Reserve is Offer.Operation.Reserve: the resources as they are to be,
+// each with its new dynamic reservation on top of its stack.
+type Reserve struct {
+	Resources Resources `json:"resources"`
+}
+
+// Unreserve is Offer.Operation.Unreserve: reserved resources of the offer
+// to give back.
+type Unreserve struct {
+	Resources Resources `json:"resources"`
 }
 
 // Launch is Offer.Operation.Launch.
