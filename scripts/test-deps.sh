@@ -15,6 +15,13 @@ missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
+# Real ZooKeeper for coord's tests (internal/zktest runs its jars with
+# java). Debian's zookeeper package depends on a JRE; add a headless one
+# only when there is no java at all, so an existing JDK is kept.
+if [ ! -e /usr/share/java/zookeeper.jar ]; then
+  missing+=(zookeeper)
+  command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
