@@ -140,7 +140,6 @@ func (m *Master) releaseOffer(id string, rescind bool) *offerRec {
 	return o
 }
 
-
 // ValidateRole checks a role name by Mesos' rules: "*" or one or more
 // "/"-separated components, none empty, "." or "..", none starting with
 // "-", and no whitespace, backslash or "*" anywhere.

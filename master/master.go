@@ -140,10 +140,10 @@ type fwRec struct {
 	suppressed bool
 	// suppressedRoles are roles SUPPRESS named (all roles: suppressed).
 	suppressedRoles map[string]bool
-	allocated  mesos.Resources
-	offered    mesos.Resources
-	registered time.Time
-	recovered  bool
+	allocated       mesos.Resources
+	offered         mesos.Resources
+	registered      time.Time
+	recovered       bool
 }
 
 type taskRec struct {

@@ -147,10 +147,28 @@ func Run(ctx context.Context, cfg Config) error {
 				log.Info("elected leading master", "id", s.info.ID)
 			}
 			ready()
-			m.allocationLoop(term.Ctx)
+			tctx, endTerm := context.WithCancel(term.Ctx)
+			var hookErr error
+			hookDone := make(chan struct{})
+			go func() {
+				defer close(hookDone)
+				if cfg.OnTerm == nil {
+					return
+				}
+				if err := cfg.OnTerm(tctx, term.Store); err != nil && tctx.Err() == nil {
+					hookErr = err
+					endTerm()
+				}
+			}()
+			m.allocationLoop(tctx)
+			endTerm()
 			s.cur.Store(nil)
 			s.metrics.elected.Set(0)
 			m.shutdown()
+			<-hookDone
+			if hookErr != nil {
+				return hookErr
+			}
 			if gctx.Err() != nil {
 				return nil
 			}

@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/keelhq/keel/agentd"
 	"github.com/keelhq/keel/api/mesos"
+	"github.com/keelhq/keel/mesosclient"
 )
 
 // agentFlags are the flags of keel agent (Mesos agent names).
@@ -40,8 +42,8 @@ func (f *agentFlags) register(fs *flag.FlagSet, ip string) {
 	fs.BoolVar(&f.dockerAllowPrivileged, "docker_allow_privileged", false, "let Docker tasks run privileged containers")
 }
 
-func (f *agentFlags) config(masterURL string, reg *prometheus.Registry, log *slog.Logger) (agentd.Config, error) {
-	cfg := agentd.Config{Master: masterURL, WorkDir: f.workDir, Hostname: f.hostname, IP: f.ip,
+func (f *agentFlags) config(leader mesosclient.Resolver, reg *prometheus.Registry, log *slog.Logger) (agentd.Config, error) {
+	cfg := agentd.Config{Leader: leader, WorkDir: f.workDir, Hostname: f.hostname, IP: f.ip,
 		Listen: hostPort(f.ip, f.port), KillGrace: f.killGrace, KillingDrain: f.killingDrain, Registerer: reg, Gatherer: reg, Logger: log,
 		DockerSocket: f.dockerSocket, DockerAllowPrivileged: f.dockerAllowPrivileged}
 	for _, c := range strings.Split(f.containerizers, ",") {
@@ -87,22 +89,24 @@ func runAgent(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	url, err := masterURL(f.master)
+	g, gctx := errgroup.WithContext(ctx)
+	leader, err := followMaster(gctx, g, f.master, log)
 	if err != nil {
 		return err
 	}
-	cfg, err := f.config(url, newRegistry(), log)
+	cfg, err := f.config(leader, newRegistry(), log)
 	if err != nil {
 		return err
 	}
-	return runAgentd(ctx, cfg)
+	g.Go(func() error { return runAgentd(gctx, cfg) })
+	return g.Wait()
 }
 
 func agentFlagSet(c *common, f *agentFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	c.register(fs)
 	f.register(fs, "127.0.0.1")
-	fs.StringVar(&f.master, "master", "", "master to register with (host:port)")
+	fs.StringVar(&f.master, "master", "", "master to register with: host:port, host:port,host:port, or zk://host:2181,.../keel")
 	fs.StringVar(&f.workDir, "work_dir", "/var/lib/keel/agent", "directory of sandboxes and agent state")
 	return fs
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,7 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/keelhq/keel/configs"
+	"github.com/keelhq/keel/coord"
+	"github.com/keelhq/keel/mesosclient"
 )
 
 // common holds the flags every daemon has.
@@ -86,18 +91,26 @@ func newRegistry() *prometheus.Registry {
 // hostPort joins an IP and port flag pair into a listen address.
 func hostPort(ip string, port int) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }
 
-// masterURL turns a --master value (host:port or a URL) into a base URL.
-func masterURL(v string) (string, error) {
+// followMaster turns a --master value into a Resolver of the leading
+// master: one host:port (or URL) is used as it is (a standby redirects to
+// the leader); a list "h1:5050,h2:5050" or "zk://h1:2181,.../keel" starts
+// a coord.Detector on g that follows the leader.
+func followMaster(ctx context.Context, g *errgroup.Group, v string, log *slog.Logger) (mesosclient.Resolver, error) {
 	if v == "" {
-		return "", errors.New("--master is required (host:port of a master)")
+		return nil, errors.New("--master is required (host:port of a master, a list of them, or zk://host:2181,.../keel)")
 	}
-	if strings.HasPrefix(v, "zk://") {
-		return "", errors.New("--master zk://... needs the HA release; give host:port of the master")
+	if !strings.HasPrefix(v, "zk://") && !strings.Contains(v, ",") {
+		if !strings.Contains(v, "://") {
+			v = "http://" + v
+		}
+		return mesosclient.Static(strings.TrimRight(v, "/")), nil
 	}
-	if !strings.Contains(v, "://") {
-		v = "http://" + v
+	det, err := coord.NewDetector(v, log)
+	if err != nil {
+		return nil, fmt.Errorf("--master: %w", err)
 	}
-	return strings.TrimRight(v, "/"), nil
+	g.Go(func() error { return det.Run(ctx) })
+	return det.LeaderURL, nil
 }
 
 // defaultWorkDir is where keel dev keeps its state between runs.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/keelhq/keel/mesosclient"
 )
 
 // runDev runs master, apps framework, agent and gateway in one process,
@@ -44,7 +46,7 @@ func runDev(ctx context.Context, args []string) error {
 	url := "http://" + masterAddr
 	reg := newRegistry()
 	af.recover = "reconnect"
-	acfg, err := af.config(url, reg, log)
+	acfg, err := af.config(mesosclient.Static(url), reg, log)
 	if err != nil {
 		return err
 	}
@@ -55,7 +57,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	g.Go(func() error { return runAgentd(gctx, acfg) })
-	if err := startGateway(gctx, g, gf, url, reg, log); err != nil {
+	if err := startGateway(gctx, g, gf, mesosclient.Static(url), reg, log); err != nil {
 		return err
 	}
 	fmt.Printf(`keel dev %s: state in %s

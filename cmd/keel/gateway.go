@@ -16,6 +16,7 @@ import (
 
 	"github.com/keelhq/keel/discovery"
 	"github.com/keelhq/keel/dns"
+	"github.com/keelhq/keel/mesosclient"
 	"github.com/keelhq/keel/proxy"
 	"github.com/keelhq/keel/webui"
 )
@@ -49,11 +50,11 @@ func (f *gatewayFlags) register(fs *flag.FlagSet, loopback bool) {
 }
 
 // startGateway starts discovery, DNS, proxy and the admin server on g.
-func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, masterURL string, reg *prometheus.Registry, log *slog.Logger) error {
+func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, leader mesosclient.Resolver, reg *prometheus.Registry, log *slog.Logger) error {
 	if err := os.MkdirAll(f.workDir, 0o755); err != nil {
 		return fmt.Errorf("gateway: work dir: %w", err)
 	}
-	disc := discovery.New(discovery.Config{Master: masterURL, StateFile: filepath.Join(f.workDir, "snapshot.json"), Registerer: reg, Logger: log})
+	disc := discovery.New(discovery.Config{Leader: leader, StateFile: filepath.Join(f.workDir, "snapshot.json"), Registerer: reg, Logger: log})
 	resolvers := splitList(f.resolvers)
 	if len(resolvers) == 0 {
 		resolvers = dns.SystemResolvers("/etc/resolv.conf")
@@ -98,12 +99,12 @@ func runGateway(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	url, err := masterURL(f.master)
+	g, gctx := errgroup.WithContext(ctx)
+	leader, err := followMaster(gctx, g, f.master, log)
 	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	if err := startGateway(gctx, g, f, url, newRegistry(), log); err != nil {
+	if err := startGateway(gctx, g, f, leader, newRegistry(), log); err != nil {
 		return err
 	}
 	return g.Wait()
@@ -113,7 +114,7 @@ func gatewayFlagSet(c *common, f *gatewayFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	c.register(fs)
 	f.register(fs, false)
-	fs.StringVar(&f.master, "master", "", "master to follow (host:port)")
+	fs.StringVar(&f.master, "master", "", "master to follow: host:port, host:port,host:port, or zk://host:2181,.../keel")
 	fs.StringVar(&f.workDir, "work_dir", "/var/lib/keel/gateway", "directory of the gateway's saved state")
 	return fs
 }

@@ -7,8 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/keelhq/keel/apps"
 	"github.com/keelhq/keel/coord"
+	"github.com/keelhq/keel/internal/scopedreg"
 	"github.com/keelhq/keel/master"
 	"github.com/keelhq/keel/mesosclient"
 	"github.com/keelhq/keel/webui"
@@ -35,6 +35,9 @@ type masterFlags struct {
 	localPortMin, localPortMax int
 	weights                    string
 	roles                      string
+	zk                         string
+	quorum                     int
+	zkSessionTimeout           time.Duration
 	agentPingTimeout           time.Duration
 	maxAgentPingTimeouts       int
 	offerTimeout               time.Duration
@@ -58,6 +61,9 @@ func (f *masterFlags) register(fs *flag.FlagSet, ip string) {
 	fs.DurationVar(&f.agentPingTimeout, "agent_ping_timeout", 15*time.Second, "how long to wait for an agent's answer to a ping")
 	fs.IntVar(&f.maxAgentPingTimeouts, "max_agent_ping_timeouts", 5, "missed pings after which an agent is taken for partitioned and its tasks unreachable")
 	fs.DurationVar(&f.offerTimeout, "offer_timeout", 0, "rescind offers not answered within this time (0: never)")
+	fs.StringVar(&f.zk, "zk", "", "ZooKeeper URL for HA, zk://host1:2181,host2:2181,host3:2181/keel (default: standalone on --work_dir)")
+	fs.IntVar(&f.quorum, "quorum", 0, "masters that must be in the election for any to lead (a majority of the masters, e.g. 2 of 3)")
+	fs.DurationVar(&f.zkSessionTimeout, "zk_session_timeout", 10*time.Second, "ZooKeeper session timeout: how fast a dead leader is replaced")
 }
 
 func runMaster(ctx context.Context, args []string) error {
@@ -84,74 +90,98 @@ func masterFlagSet(c *common, f *masterFlags) *flag.FlagSet {
 	return fs
 }
 
-// startMaster opens the store and starts the master and, with --apps, the
-// apps framework, on g.
+// startMaster starts on g the master (standalone on its bbolt store, or
+// one of an HA set with --zk) and the Marathon API front, behind which
+// the apps framework runs during every term this master leads.
 func startMaster(ctx context.Context, g *errgroup.Group, f masterFlags, reg *prometheus.Registry, log *slog.Logger) error {
 	weights, err := master.ParseWeights(f.weights)
 	if err != nil {
 		return err
 	}
 	var roles []string
-	for _, r := range strings.Split(f.roles, ",") {
-		if r = strings.TrimSpace(r); r != "" {
-			if err := master.ValidateRole(r); err != nil {
-				return fmt.Errorf("--roles: %w", err)
+	for _, r := range splitList(f.roles) {
+		if err := master.ValidateRole(r); err != nil {
+			return fmt.Errorf("--roles: %w", err)
+		}
+		roles = append(roles, r)
+	}
+	advertise := f.ip
+	if ip := net.ParseIP(f.ip); ip == nil || ip.IsUnspecified() {
+		advertise = ""
+	}
+	cfg := master.Config{
+		Listen: hostPort(f.ip, f.port), IP: advertise, Hostname: f.hostname,
+		AllocationInterval: f.allocationInterval, AgentReregisterTimeout: f.agentReregisterTimeout,
+		HeartbeatInterval: f.heartbeat, Version: version, Weights: weights, Roles: roles,
+		AgentPingTimeout: f.agentPingTimeout, MaxAgentPingTimeouts: f.maxAgentPingTimeouts, OfferTimeout: f.offerTimeout,
+		Extra: webui.Handler(webui.Cluster), Registerer: reg, Gatherer: reg, Logger: log,
+	}
+	// Where the Marathon API of the leader is: the leader's IP and this
+	// node's --marathon_port (the classic layout runs every node alike).
+	leaderAPI := func() (string, bool) { return "", false }
+	var closeStore func() error
+	if f.zk != "" {
+		det, err := coord.NewDetector(f.zk, log)
+		if err != nil {
+			return fmt.Errorf("--zk: %w", err)
+		}
+		g.Go(func() error { return det.Run(ctx) })
+		cfg.Elector = master.NewZKElector(coord.ElectionConfig{ZK: f.zk, Quorum: f.quorum, SessionTimeout: f.zkSessionTimeout,
+			Log: log, Registerer: reg}, det, log)
+		leaderAPI = func() (string, bool) {
+			info, ok := det.Leader()
+			if !ok || info.Address == nil {
+				return "", false
 			}
-			roles = append(roles, r)
+			return "http://" + hostPort(info.Address.IP, f.appsPort), true
 		}
-	}
-	store, err := coord.OpenBolt(f.workDir)
-	if err != nil {
-		return err
-	}
-	ready := make(chan string, 1)
-	// The store closes once the master and the apps framework both stopped.
-	var users sync.WaitGroup
-	users.Add(2)
-	g.Go(func() error {
-		users.Wait()
-		return store.Close()
-	})
-	g.Go(func() error {
-		defer users.Done()
-		advertise := f.ip
-		if ip := net.ParseIP(f.ip); ip == nil || ip.IsUnspecified() {
-			advertise = ""
+	} else {
+		store, err := coord.OpenBolt(f.workDir)
+		if err != nil {
+			return err
 		}
-		return master.Run(ctx, master.Config{
-			Listen: hostPort(f.ip, f.port), IP: advertise, Hostname: f.hostname, Store: store,
-			AllocationInterval: f.allocationInterval, AgentReregisterTimeout: f.agentReregisterTimeout,
-			HeartbeatInterval: f.heartbeat, Version: version, Weights: weights, Roles: roles,
-			AgentPingTimeout: f.agentPingTimeout, MaxAgentPingTimeouts: f.maxAgentPingTimeouts, OfferTimeout: f.offerTimeout, Extra: webui.Handler(webui.Cluster), Registerer: reg, Gatherer: reg, Logger: log,
-			OnListen: func(a net.Addr) { ready <- a.(*net.TCPAddr).String() },
-		})
-	})
-	if !f.apps {
-		users.Done()
-		return nil
+		cfg.Store, closeStore = store, store.Close
 	}
-	g.Go(func() error {
-		defer users.Done()
-		var addr string
-		select {
-		case addr = <-ready:
-		case <-ctx.Done():
-			return nil
-		}
-		host, port, _ := net.SplitHostPort(addr)
+	var local atomic.Value // the master's own URL, known once it listens
+	cfg.OnListen = func(a net.Addr) {
+		host, port, _ := net.SplitHostPort(a.String())
 		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 			host = "127.0.0.1"
 		}
+		local.Store("http://" + net.JoinHostPort(host, port))
+	}
+	front := apps.NewFront(leaderAPI)
+	if f.apps {
 		hostname := f.hostname
 		if hostname == "" {
 			hostname, _ = os.Hostname()
 		}
-		return apps.Run(ctx, apps.Config{
-			Master: mesosclient.NewScheduler("http://" + net.JoinHostPort(host, port)), Store: store,
-			Listen: hostPort(f.appsIP, f.appsPort), FrameworkName: f.frameworkName, Hostname: hostname,
-			LocalPortMin: f.localPortMin, LocalPortMax: f.localPortMax,
-			Registerer: reg, Gatherer: reg, Logger: log, Version: version, UI: webui.Handler(webui.Apps),
-		})
+		cfg.OnTerm = func(ctx context.Context, store master.Store) error {
+			// The framework's metrics live as long as the term.
+			scope := scopedreg.New(reg)
+			defer scope.Close()
+			fw, err := apps.New(ctx, apps.Config{
+				Master: mesosclient.NewScheduler(local.Load().(string)), Store: store,
+				Listen: hostPort(f.appsIP, f.appsPort), FrameworkName: f.frameworkName, Hostname: hostname,
+				LocalPortMin: f.localPortMin, LocalPortMax: f.localPortMax,
+				Registerer: scope, Gatherer: reg,
+				Logger: log, Version: version, UI: webui.Handler(webui.Apps),
+			})
+			if err != nil {
+				return err
+			}
+			return fw.RunBehind(ctx, front)
+		}
+		g.Go(func() error { return serveHTTP(ctx, "marathon API", hostPort(f.appsIP, f.appsPort), front) })
+	}
+	g.Go(func() error {
+		err := master.Run(ctx, cfg)
+		if closeStore != nil {
+			if cerr := closeStore(); err == nil {
+				err = cerr
+			}
+		}
+		return err
 	})
 	return nil
 }
