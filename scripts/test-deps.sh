@@ -22,15 +22,34 @@ if [ ! -e /usr/share/java/zookeeper.jar ]; then
   missing+=(zookeeper)
   command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 fi
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "test-deps: missing ${missing[*]} and no apt-get to install them; install them by hand" >&2
-  exit 1
-fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "test-deps: installing ${missing[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "test-deps: missing ${missing[*]} and no apt-get to install them; install them by hand" >&2
+    exit 1
+  fi
+  echo "test-deps: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The agent's Docker tests talk to the machine's Docker Engine: start it
+# when it is installed but stopped.
+if ! docker info >/dev/null 2>&1; then
+  if ! command -v dockerd >/dev/null 2>&1; then
+    echo "test-deps: no Docker Engine (dockerd) on this machine; the agent's Docker tests need one" >&2
+    exit 1
+  fi
+  echo "test-deps: starting the Docker Engine"
+  if command -v systemctl >/dev/null 2>&1 && $sudo systemctl start docker 2>/dev/null; then
+    :
+  else
+    $sudo sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &'
+  fi
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker info >/dev/null 2>&1 || { echo "test-deps: the Docker Engine did not start (see /var/log/dockerd.log)" >&2; exit 1; }
+fi
