@@ -13,6 +13,11 @@ type metrics struct {
 	listenErrors  prometheus.Counter
 	labelErrors   prometheus.Gauge
 	generation    prometheus.Gauge
+	ejections     prometheus.Counter
+	rejected      *prometheus.CounterVec
+	certErrors    prometheus.Counter
+	certificates  prometheus.Gauge
+	upgrades      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,9 +37,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		listenErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keel", Subsystem: "proxy", Name: "listen_errors_total", Help: "Service ports that could not be opened."}),
 		labelErrors:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keel", Subsystem: "proxy", Name: "label_errors", Help: "Labels ignored as invalid in the current table."}),
 		generation:   prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keel", Subsystem: "proxy", Name: "table_generation", Help: "Snapshot generation of the routing table."}),
+		ejections: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keel", Subsystem: "proxy", Name: "ejections_total",
+			Help: "Backends ejected by passive outlier detection (consecutive connect errors or 5xx)."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keel", Subsystem: "proxy", Name: "rejected_requests_total",
+			Help: "HTTP requests refused before routing as malformed or ambiguous, by reason."}, []string{"reason"}),
+		certErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keel", Subsystem: "proxy", Name: "certificate_errors_total",
+			Help: "Certificate files that could not be loaded."}),
+		certificates: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keel", Subsystem: "proxy", Name: "certificates", Help: "Certificates the HTTPS listener serves."}),
+		upgrades: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keel", Subsystem: "proxy", Name: "upgrades_total",
+			Help: "Connections upgraded (WebSocket) and tunnelled to a backend."}),
+	}
+	for _, r := range rejectReasons {
+		m.rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.backendErrors, m.noRoute, m.tcpConns, m.tcpActive, m.listeners, m.listenErrors, m.labelErrors, m.generation)
+		reg.MustRegister(m.requests, m.duration, m.backendErrors, m.noRoute, m.tcpConns, m.tcpActive, m.listeners, m.listenErrors, m.labelErrors, m.generation,
+			m.ejections, m.rejected, m.certErrors, m.certificates, m.upgrades)
 	}
 	return m
 }

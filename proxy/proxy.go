@@ -2,13 +2,14 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"strconv"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,14 +25,26 @@ import (
 type Config struct {
 	// HTTPAddr is the virtual-host listener ("" = none).
 	HTTPAddr string
+	// HTTPSAddr is the TLS virtual-host listener ("" = none). It routes by
+	// the same table as HTTPAddr and picks its certificate by SNI.
+	HTTPSAddr string
+	// HTTPSOptional makes a failure to listen on HTTPSAddr a logged
+	// warning instead of an error: for a default address nobody asked for.
+	HTTPSOptional bool
+	// SSLCertsDir holds the HTTPS certificates: every *.pem in it is a
+	// bundle of certificate chain and private key; default.pem (else the
+	// first by name) is served to clients whose SNI matches nothing.
+	SSLCertsDir string
 	// ServiceBind is the default IP of service port listeners.
 	ServiceBind string
 	// Group is the marathon-lb group served (default "external", "*" all).
 	Group string
 	// HealthyOnly routes only to healthy tasks when they have health checks.
 	HealthyOnly bool
-	Registerer  prometheus.Registerer
-	Logger      *slog.Logger
+	// Registerer receives the proxy's metrics (nil = none).
+	Registerer prometheus.Registerer
+	// Logger is the proxy's logger (nil = slog.Default()).
+	Logger *slog.Logger
 }
 
 // Timeouts of the data path.
@@ -42,6 +55,12 @@ const (
 	clientIdle      = 30 * time.Second
 )
 
+// stickyName is the cookie marathon-lb's HAProxy inserts for HAPROXY_{n}_STICKY.
+const stickyName = "mesosphere_server_id"
+
+// hstsValue is marathon-lb's HAPROXY_{n}_USE_HSTS header value (six months).
+const hstsValue = "max-age=15768000"
+
 // Proxy is a running proxy.
 type Proxy struct {
 	cfg     Config
@@ -49,23 +68,27 @@ type Proxy struct {
 	metrics *metrics
 	table   atomic.Pointer[Table]
 	errs    atomic.Pointer[[]LabelError]
+	certs   *certStore // nil without HTTPSAddr
 
 	mu        sync.Mutex // guards clients, listeners, closed; never taken by requests
 	clients   map[string]*backendClient
 	listeners map[string]*tcpListener
 	closed    bool
-	conns     sync.WaitGroup // accept loops and TCP connections
+	conns     sync.WaitGroup // accept loops, TCP connections, upgraded tunnels
 	httpPort  string
+	httpsPort string
 
 	activeMu sync.Mutex
 	active   map[net.Conn]struct{}
+	draining bool // set by waitConns: no new tunnel may join conns
 }
 
 // backendClient is a keep-alive pool to one backend, shared by every
-// table that routes to it.
+// table that routes to it, and the backend's passive health.
 type backendClient struct {
 	hc       *fasthttp.HostClient
 	inflight atomic.Int64
+	health   outlier
 }
 
 // New returns a proxy with an empty table.
@@ -85,11 +108,23 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p := &Proxy{cfg: cfg, log: log.With("component", "proxy"), metrics: newMetrics(cfg.Registerer),
 		clients: map[string]*backendClient{}, listeners: map[string]*tcpListener{}, active: map[net.Conn]struct{}{}}
+	if cfg.HTTPSAddr != "" {
+		certs, err := newCertStore(cfg.SSLCertsDir, p.log, p.metrics)
+		if err != nil {
+			return nil, err
+		}
+		p.certs = certs
+	} else if cfg.SSLCertsDir != "" {
+		return nil, fmt.Errorf("proxy: config: SSLCertsDir without HTTPSAddr")
+	}
 	empty, _ := BuildTable(snapshot.Empty(), p.tableOptions())
 	p.table.Store(empty)
 	p.errs.Store(&[]LabelError{})
 	if _, port, err := net.SplitHostPort(cfg.HTTPAddr); err == nil {
 		p.httpPort = port
+	}
+	if _, port, err := net.SplitHostPort(cfg.HTTPSAddr); err == nil {
+		p.httpsPort = port
 	}
 	return p, nil
 }
@@ -111,7 +146,9 @@ func (p *Proxy) Update(snap *snapshot.Snapshot) {
 	}
 	// Attach pooled clients before publishing; drop pools nobody uses.
 	used := map[string]bool{}
+	var certRefs []string
 	for _, r := range t.routes {
+		certRefs = append(certRefs, r.SSLCerts...)
 		for i := range r.Backends {
 			b := &r.Backends[i]
 			c := p.clients[b.Addr]
@@ -142,6 +179,9 @@ func (p *Proxy) Update(snap *snapshot.Snapshot) {
 	p.metrics.labelErrors.Set(float64(len(errs)))
 	p.metrics.generation.Set(float64(t.Generation))
 	p.reconcileListeners(t)
+	if p.certs != nil {
+		p.certs.setRefs(certRefs)
+	}
 }
 
 func newBackendClient(addr string) *backendClient {
@@ -150,7 +190,7 @@ func newBackendClient(addr string) *backendClient {
 		Dial:                          (&fasthttp.TCPDialer{Concurrency: 0}).Dial,
 		MaxConns:                      1024,
 		MaxIdleConnDuration:           clientIdle,
-		ReadTimeout:                   responseTimeout,
+		ReadTimeout:                   maxTimeout, // each request's own deadline is shorter
 		WriteTimeout:                  responseTimeout,
 		MaxIdemponentCallAttempts:     1,
 		DisableHeaderNamesNormalizing: true,
@@ -161,37 +201,65 @@ func newBackendClient(addr string) *backendClient {
 
 // Run serves until ctx is done.
 func (p *Proxy) Run(ctx context.Context) error {
-	var srv *fasthttp.Server
-	var ln net.Listener
-	errc := make(chan error, 1)
+	type server struct {
+		srv *fasthttp.Server
+		ln  net.Listener
+	}
+	var servers []server
+	closeAll := func() {
+		for _, s := range servers {
+			s.ln.Close()
+		}
+	}
 	if p.cfg.HTTPAddr != "" {
-		var err error
-		ln, err = net.Listen("tcp", p.cfg.HTTPAddr)
+		ln, err := net.Listen("tcp", p.cfg.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("proxy: listen %s: %w", p.cfg.HTTPAddr, err)
 		}
-		srv = &fasthttp.Server{
-			Handler:                       p.serveHTTP,
-			Name:                          "keel",
-			ReadTimeout:                   responseTimeout,
-			WriteTimeout:                  responseTimeout,
-			IdleTimeout:                   2 * time.Minute,
-			MaxRequestBodySize:            64 << 20,
-			DisableHeaderNamesNormalizing: true,
-			NoDefaultDate:                 true,
-			NoDefaultContentType:          true,
-			CloseOnShutdown:               true,
-			Logger:                        fasthttpLogger{p.log},
-		}
+		servers = append(servers, server{p.newServer(p.serveHTTP), ln})
 		p.log.Info("HTTP proxy listening", "addr", ln.Addr().String(), "group", p.cfg.Group)
-		go func() { errc <- srv.Serve(ln) }()
 	}
+	if p.cfg.HTTPSAddr != "" {
+		ln, err := net.Listen("tcp", p.cfg.HTTPSAddr)
+		switch {
+		case err != nil && p.cfg.HTTPSOptional:
+			p.log.Warn("HTTPS proxy disabled: cannot listen on its default address", "addr", p.cfg.HTTPSAddr, "err", err)
+		case err != nil:
+			closeAll()
+			return fmt.Errorf("proxy: listen %s: %w", p.cfg.HTTPSAddr, err)
+		default:
+			tln := tls.NewListener(ln, &tls.Config{GetCertificate: p.certs.getCertificate, MinVersion: tls.VersionTLS12,
+				NextProtos: []string{"http/1.1"}})
+			servers = append(servers, server{p.newServer(p.serveHTTPS), tln})
+			p.log.Info("HTTPS proxy listening", "addr", ln.Addr().String(), "certs", p.cfg.SSLCertsDir)
+		}
+	}
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { errc <- s.srv.Serve(s.ln) }()
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		if p.certs == nil {
+			return
+		}
+		// Without a watcher the certificates still serve; they only stop
+		// following their files.
+		if err := p.certs.watch(wctx); err != nil {
+			p.log.Error("certificates will not be reloaded", "err", err)
+		}
+	}()
 	var err error
+	running := len(servers)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+		running--
 		err = fmt.Errorf("proxy: serve: %w", err)
 	}
+	stopWatch()
 	p.mu.Lock()
 	p.closed = true
 	for key, l := range p.listeners {
@@ -199,17 +267,37 @@ func (p *Proxy) Run(ctx context.Context) error {
 		delete(p.listeners, key)
 	}
 	p.mu.Unlock()
-	if srv != nil && err == nil {
-		sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-		_ = srv.ShutdownWithContext(sctx)
-		cancel()
-		// Serve may not have registered the listener before the shutdown:
-		// closing it ourselves makes sure Serve returns.
-		ln.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	for _, s := range servers {
+		_ = s.srv.ShutdownWithContext(sctx)
+	}
+	cancel()
+	// Serve may not have registered a listener before the shutdown:
+	// closing them ourselves makes sure every Serve returns.
+	closeAll()
+	for ; running > 0; running-- {
 		<-errc
 	}
+	<-watchDone
 	p.waitConns()
 	return err
+}
+
+func (p *Proxy) newServer(h fasthttp.RequestHandler) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                       h,
+		Name:                          "keel",
+		ReadTimeout:                   responseTimeout,
+		WriteTimeout:                  responseTimeout,
+		IdleTimeout:                   2 * time.Minute,
+		MaxRequestBodySize:            64 << 20,
+		ReadBufferSize:                maxHeaderBytes + 4<<10, // headers plus a long request line; more is a 431
+		DisableHeaderNamesNormalizing: true,
+		NoDefaultDate:                 true,
+		NoDefaultContentType:          true,
+		CloseOnShutdown:               true,
+		Logger:                        fasthttpLogger{p.log},
+	}
 }
 
 type fasthttpLogger struct{ log *slog.Logger }
@@ -220,9 +308,22 @@ func (l fasthttpLogger) Printf(format string, args ...any) { l.log.Debug(fmt.Spr
 // hopHeaders are removed in both directions (RFC 9110 7.6.1).
 var hopHeaders = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer", "Upgrade"}
 
-// serveHTTP proxies one request by its Host header.
-func (p *Proxy) serveHTTP(ctx *fasthttp.RequestCtx) {
+// serveHTTP proxies one request of the plain HTTP listener.
+func (p *Proxy) serveHTTP(ctx *fasthttp.RequestCtx) { p.serve(ctx, false) }
+
+// serveHTTPS proxies one request of the HTTPS listener.
+func (p *Proxy) serveHTTPS(ctx *fasthttp.RequestCtx) { p.serve(ctx, true) }
+
+// serve proxies one request by its Host header and path.
+func (p *Proxy) serve(ctx *fasthttp.RequestCtx, secure bool) {
 	start := time.Now()
+	req := &ctx.Request
+	if code, reason := checkHeaders(req.Header.RawHeaders()); code != 0 {
+		p.metrics.rejected.WithLabelValues(reason).Inc()
+		ctx.SetConnectionClose()
+		ctx.Error(fasthttp.StatusMessage(code)+"\n", code)
+		return
+	}
 	t := p.table.Load()
 	host := strings.ToLower(hostOnly(string(ctx.Host())))
 	vh := t.lookup(host)
@@ -235,38 +336,102 @@ func (p *Proxy) serveHTTP(ctx *fasthttp.RequestCtx) {
 		ctx.Error("no route for host\n", fasthttp.StatusNotFound)
 		return
 	}
+	if r.RedirectHTTPS && !secure {
+		p.redirect(ctx, host)
+		p.observe(r, fasthttp.StatusMovedPermanently, start)
+		return
+	}
+	if r.auth != nil && !r.auth.check(req.Header.Peek("Authorization")) {
+		ctx.Error("unauthorized\n", fasthttp.StatusUnauthorized)
+		ctx.Response.Header.Set("WWW-Authenticate", r.auth.challenge) // after Error, which resets headers
+		p.observe(r, fasthttp.StatusUnauthorized, start)
+		return
+	}
 	if len(r.Backends) == 0 {
 		p.observe(r, fasthttp.StatusServiceUnavailable, start)
 		ctx.Error("no healthy backend\n", fasthttp.StatusServiceUnavailable)
 		return
 	}
-	req := &ctx.Request
+	if r.MaxConns > 0 {
+		if r.active.Add(1) > int64(r.MaxConns) {
+			r.active.Add(-1)
+			p.observe(r, fasthttp.StatusServiceUnavailable, start)
+			ctx.Error("too many connections\n", fasthttp.StatusServiceUnavailable)
+			return
+		}
+		defer r.active.Add(-1)
+	}
+	var upgrade string
+	if isUpgrade(&req.Header) {
+		upgrade = string(req.Header.Peek("Upgrade"))
+	}
 	stripHop(&req.Header)
-	xff := ctx.RemoteIP().String()
+	var buf [128]byte // on the stack unless a long chain of proxies came before
+	xff := buf[:0]
 	if prior := req.Header.Peek("X-Forwarded-For"); len(prior) > 0 {
-		xff = string(prior) + ", " + xff
+		xff = append(append(xff, prior...), ", "...)
 	}
-	req.Header.Set("X-Forwarded-For", xff)
-	req.Header.Set("X-Forwarded-Proto", "http")
+	if ip, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
+		xff = ip.Unmap().AppendTo(xff)
+	}
+	req.Header.SetBytesV("X-Forwarded-For", xff)
 	req.Header.Set("X-Forwarded-Host", string(ctx.Host()))
-	if p.httpPort != "" {
-		req.Header.Set("X-Forwarded-Port", p.httpPort)
+	port := p.httpPort
+	if secure {
+		req.Header.Set("X-Forwarded-Proto", "https")
+		req.URI().SetScheme("http") // TLS ends here: the backend is plain HTTP
+		port = p.httpsPort
+	} else {
+		req.Header.Set("X-Forwarded-Proto", "http")
 	}
-	first := pick(r, ctx.RemoteIP())
+	if port != "" {
+		req.Header.Set("X-Forwarded-Port", port)
+	}
+	if r.RewriteFrom != "" {
+		rewritePath(req, r.RewriteFrom, r.RewriteTo)
+	}
+	first, sticky := p.first(r, req, ctx.RemoteIP())
+	if upgrade != "" {
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", upgrade)
+		p.tunnel(ctx, r, first, start)
+		return
+	}
 	resp := &ctx.Response
 	var err error
-	for attempt := 0; attempt < 2 && attempt < len(r.Backends); attempt++ {
-		b := &r.Backends[(first+attempt)%len(r.Backends)]
-		b.client.inflight.Add(1)
-		err = b.client.hc.DoTimeout(req, resp, responseTimeout)
-		b.client.inflight.Add(-1)
-		if err == nil || !(retriable(err) || (idempotent(req.Header.Method()) && !errors.Is(err, fasthttp.ErrTimeout))) {
-			break
+	used, tried, tries, n := -1, 0, 1+r.Retries, len(r.Backends)
+	now := start.UnixNano()
+attempts:
+	// Ejected backends are passed over, unless every backend is ejected:
+	// then trying one beats refusing the request.
+	for pass := 0; pass < 2 && tried == 0; pass++ {
+		for k := 0; k < n && tried < tries; k++ {
+			i := (first + k) % n
+			b := &r.Backends[i]
+			if pass == 0 && !b.client.health.available(now) {
+				continue
+			}
+			tried++
+			used = i
+			b.client.inflight.Add(1)
+			err = b.client.hc.DoTimeout(req, resp, r.ResponseTimeout)
+			b.client.inflight.Add(-1)
+			if err == nil {
+				if resp.StatusCode() >= 500 {
+					p.fail(b)
+				} else {
+					b.client.health.success()
+				}
+				break attempts
+			}
+			p.fail(b)
+			p.metrics.backendErrors.WithLabelValues(r.App).Inc()
+			if !(retriable(err) || (idempotent(req.Header.Method()) && !errors.Is(err, fasthttp.ErrTimeout))) {
+				break attempts
+			}
 		}
-		p.metrics.backendErrors.WithLabelValues(r.App).Inc()
 	}
 	if err != nil {
-		p.metrics.backendErrors.WithLabelValues(r.App).Inc()
 		p.log.Debug("backend error", "app", r.App, "err", err)
 		resp.Reset()
 		code := fasthttp.StatusBadGateway
@@ -281,7 +446,75 @@ func (p *Proxy) serveHTTP(ctx *fasthttp.RequestCtx) {
 	for _, h := range hopHeaders {
 		resp.Header.Del(h)
 	}
+	if r.Sticky && used != sticky {
+		c := fasthttp.AcquireCookie()
+		c.SetKey(stickyName)
+		c.SetValue(r.Backends[used].cookie)
+		c.SetPath("/")
+		resp.Header.SetCookie(c)
+		fasthttp.ReleaseCookie(c)
+	}
+	if secure && r.HSTS {
+		resp.Header.Set("Strict-Transport-Security", hstsValue)
+	}
 	p.observe(r, resp.StatusCode(), start)
+}
+
+// first picks the first backend to try: the one the sticky cookie names
+// while it is in the table and not ejected, else by the balance
+// algorithm. It returns the sticky backend's index too (-1 = none).
+func (p *Proxy) first(r *Route, req *fasthttp.Request, client net.IP) (int, int) {
+	if r.Sticky {
+		if v := req.Header.Cookie(stickyName); len(v) > 0 {
+			for i := range r.Backends {
+				if r.Backends[i].cookie == string(v) {
+					// Like HAProxy's "insert indirect": the backend never
+					// sees the proxy's cookie.
+					req.Header.DelCookie(stickyName)
+					if r.Backends[i].client.health.available(time.Now().UnixNano()) {
+						return i, i
+					}
+					break
+				}
+			}
+		}
+	}
+	return pick(r, client), -1
+}
+
+// fail records a failure of b and counts an ejection.
+func (p *Proxy) fail(b *Backend) {
+	if b.client.health.failure(time.Now()) {
+		p.metrics.ejections.Inc()
+		p.log.Warn("ejecting failing backend", "addr", b.Addr, "task", b.TaskID)
+	}
+}
+
+// redirect answers 301 to the https URL of the request.
+func (p *Proxy) redirect(ctx *fasthttp.RequestCtx, host string) {
+	if strings.IndexByte(host, ':') >= 0 {
+		host = "[" + host + "]"
+	}
+	if p.httpsPort != "" && p.httpsPort != "443" {
+		host += ":" + p.httpsPort
+	}
+	ctx.Response.Header.Set("Location", "https://"+host+string(ctx.RequestURI()))
+	ctx.SetStatusCode(fasthttp.StatusMovedPermanently)
+}
+
+// rewritePath replaces the prefix from of the request path with to,
+// keeping the query.
+func rewritePath(req *fasthttp.Request, from, to string) {
+	uri := req.Header.RequestURI()
+	if !hasPrefix(uri, from) {
+		return
+	}
+	var buf [256]byte
+	b := append(append(buf[:0], to...), uri[len(from):]...)
+	if len(b) > 1 && b[0] == '/' && b[1] == '/' {
+		b = b[1:] // "/old:/" applied to "/old/x" must not make a scheme-relative "//x"
+	}
+	req.SetRequestURIBytes(b)
 }
 
 // stripHop removes hop-by-hop request headers, including those named by
@@ -345,8 +578,16 @@ func pick(r *Route, client net.IP) int {
 	return int((r.next.Add(1) - 1) % uint64(n))
 }
 
+// codeClasses are the code_class label values, without a per-request
+// allocation.
+var codeClasses = [...]string{"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
 func (p *Proxy) observe(r *Route, code int, start time.Time) {
-	p.metrics.requests.WithLabelValues(r.App, strconv.Itoa(code/100)+"xx").Inc()
+	class := "other"
+	if c := code / 100; c >= 0 && c < len(codeClasses) {
+		class = codeClasses[c]
+	}
+	p.metrics.requests.WithLabelValues(r.App, class).Inc()
 	p.metrics.duration.WithLabelValues(r.App).Observe(time.Since(start).Seconds())
 }
 

@@ -29,9 +29,23 @@ func freePort(t *testing.T) uint32 {
 
 func startProxy(t *testing.T) (*Proxy, string) {
 	t.Helper()
+	p, url, _ := startWith(t, nil)
+	return p, url
+}
+
+// startWith runs a proxy with an HTTP listener, and an HTTPS one too when
+// edit sets SSLCertsDir or HTTPSAddr to "auto", and returns the base URLs.
+func startWith(t *testing.T, edit func(*Config)) (*Proxy, string, string) {
+	t.Helper()
 	leakcheck.Check(t)
-	port := freePort(t)
-	p, err := New(Config{HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port), ServiceBind: "127.0.0.1"})
+	cfg := Config{HTTPAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), ServiceBind: "127.0.0.1"}
+	if edit != nil {
+		edit(&cfg)
+	}
+	if cfg.HTTPSAddr == "auto" {
+		cfg.HTTPSAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	}
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,15 +63,25 @@ func startProxy(t *testing.T) (*Proxy, string) {
 			t.Error("proxy did not stop")
 		}
 	})
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitListening(t, cfg.HTTPAddr)
+	httpsURL := ""
+	if cfg.HTTPSAddr != "" {
+		waitListening(t, cfg.HTTPSAddr)
+		httpsURL = "https://" + cfg.HTTPSAddr
+	}
+	return p, "http://" + cfg.HTTPAddr, httpsURL
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return p, url
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("proxy not listening")
+			t.Fatalf("proxy not listening on %s", addr)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

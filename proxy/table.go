@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/keelhq/keel/snapshot"
 )
@@ -31,7 +32,17 @@ type Table struct {
 }
 
 type vhost struct {
-	routes []*Route // longest path first
+	paths []*pathEntry // longest path first
+}
+
+// pathEntry is the routes sharing one vhost and path prefix: one app, or
+// several split by KEEL_{n}_WEIGHT (canaries).
+type pathEntry struct {
+	path   string
+	routes []*Route
+	cum    []uint64 // cumulative weights, parallel to routes
+	total  uint64
+	next   *atomic.Uint64
 }
 
 type wildcard struct {
@@ -39,7 +50,8 @@ type wildcard struct {
 	vh     *vhost
 }
 
-// Route is where one app port's traffic goes.
+// Route is where one app port's traffic goes. It is immutable once its
+// table is published; the counters it points to are the only shared state.
 type Route struct {
 	App       string            `json:"app"`
 	PortIndex int               `json:"port_index"`
@@ -50,13 +62,39 @@ type Route struct {
 	Balance   string            `json:"balance"`
 	Backends  []Backend         `json:"backends"`
 	Labels    map[string]string `json:"labels,omitempty"`
-	next      *atomic.Uint64
+
+	// RedirectHTTPS answers plain HTTP with a 301 to https (HAPROXY_{n}_REDIRECT_TO_HTTPS).
+	RedirectHTTPS bool `json:"redirect_to_https,omitempty"`
+	// HSTS adds Strict-Transport-Security to HTTPS responses (HAPROXY_{n}_USE_HSTS).
+	HSTS bool `json:"hsts,omitempty"`
+	// Sticky pins a client to a backend by the mesosphere_server_id cookie (HAPROXY_{n}_STICKY).
+	Sticky bool `json:"sticky,omitempty"`
+	// SSLCerts are certificate files the HTTPS listener serves for this route (HAPROXY_{n}_SSL_CERT).
+	SSLCerts []string `json:"ssl_certs,omitempty"`
+	// AuthRealm is the basic-auth realm when HAPROXY_{n}_AUTH is set.
+	AuthRealm string `json:"auth_realm,omitempty"`
+	// Weight is this route's share of a vhost+path shared with other apps (KEEL_{n}_WEIGHT).
+	Weight int `json:"weight"`
+	// Retries is how many other backends a request that never reached one may try (KEEL_{n}_RETRIES).
+	Retries int `json:"retries"`
+	// ResponseTimeout bounds a backend's response (KEEL_{n}_TIMEOUT_RESPONSE).
+	ResponseTimeout time.Duration `json:"response_timeout_ns"`
+	// RewriteFrom and RewriteTo replace a path prefix before forwarding (KEEL_{n}_PATH_REWRITE).
+	RewriteFrom string `json:"rewrite_from,omitempty"`
+	RewriteTo   string `json:"rewrite_to,omitempty"`
+	// MaxConns caps the route's concurrent requests; more get 503 (KEEL_{n}_MAX_CONNS, 0 = no cap).
+	MaxConns int `json:"max_conns,omitempty"`
+
+	auth   *basicAuth
+	next   *atomic.Uint64
+	active *atomic.Int64
 }
 
 // Backend is one task endpoint.
 type Backend struct {
 	Addr   string `json:"addr"`
 	TaskID string `json:"task_id"`
+	cookie string // the sticky cookie value naming this backend
 	client *backendClient
 }
 
@@ -81,14 +119,28 @@ func (t *Table) lookup(host string) *vhost {
 	return nil
 }
 
-// match returns the route with the longest path prefix of path.
+// match returns the route with the longest path prefix of path; routes
+// sharing that prefix take turns in proportion to their weights.
 func (v *vhost) match(path []byte) *Route {
-	for _, r := range v.routes {
-		if r.Path == "" || hasPrefix(path, r.Path) {
-			return r
+	for _, e := range v.paths {
+		if e.path == "" || hasPrefix(path, e.path) {
+			return e.pick()
 		}
 	}
 	return nil
+}
+
+func (e *pathEntry) pick() *Route {
+	if len(e.routes) == 1 || e.total == 0 {
+		return e.routes[0]
+	}
+	n := (e.next.Add(1) - 1) % e.total
+	for i, c := range e.cum {
+		if n < c {
+			return e.routes[i]
+		}
+	}
+	return e.routes[len(e.routes)-1]
 }
 
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
@@ -165,7 +217,8 @@ func BuildTable(snap *snapshot.Snapshot, opts TableOptions) (*Table, []LabelErro
 					continue
 				}
 			}
-			r := &Route{App: id, PortIndex: n, Mode: "tcp", Balance: "roundrobin", next: new(atomic.Uint64), Labels: labels}
+			r := &Route{App: id, PortIndex: n, Mode: "tcp", Balance: "roundrobin", Labels: labels,
+				Weight: 1, Retries: defaultRetries, ResponseTimeout: responseTimeout, next: new(atomic.Uint64), active: new(atomic.Int64)}
 			servicePort := int(port.ServicePort)
 			if v, ok := get("PORT"); ok {
 				p, err := strconv.Atoi(v)
@@ -212,11 +265,19 @@ func BuildTable(snap *snapshot.Snapshot, opts TableOptions) (*Table, []LabelErro
 				}
 				r.Path = v
 			}
+			keel := func(k string) (string, bool) {
+				v, ok := labels[fmt.Sprintf("KEEL_%d_%s", n, k)]
+				return strings.TrimSpace(v), ok
+			}
+			if !parseRouteLabels(r, n, get, keel, bad) {
+				continue
+			}
 			for _, tk := range a.tasks {
 				if !tk.Routable(opts.HealthyOnly) || n >= len(tk.Ports) || tk.AgentIP == "" {
 					continue
 				}
-				r.Backends = append(r.Backends, Backend{Addr: net.JoinHostPort(tk.AgentIP, strconv.Itoa(int(tk.Ports[n].Number))), TaskID: tk.ID})
+				addr := net.JoinHostPort(tk.AgentIP, strconv.Itoa(int(tk.Ports[n].Number)))
+				r.Backends = append(r.Backends, Backend{Addr: addr, TaskID: tk.ID, cookie: stickyCookie(addr)})
 			}
 			sort.Slice(r.Backends, func(i, j int) bool { return r.Backends[i].TaskID < r.Backends[j].TaskID })
 			if servicePort > 0 {
@@ -235,8 +296,7 @@ func BuildTable(snap *snapshot.Snapshot, opts TableOptions) (*Table, []LabelErro
 		}
 	}
 	for h, rs := range vhostRoutes {
-		sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].Path) > len(rs[j].Path) })
-		vh := &vhost{routes: rs}
+		vh := &vhost{paths: groupPaths(rs)}
 		if strings.HasPrefix(h, "*.") {
 			t.wildcards = append(t.wildcards, wildcard{suffix: h[1:], vh: vh})
 		} else {
@@ -257,4 +317,24 @@ func inGroup(groups, want string) bool {
 		}
 	}
 	return false
+}
+
+// groupPaths groups a vhost's routes by path, longest first, with the
+// cumulative weights that split each path between its apps.
+func groupPaths(rs []*Route) []*pathEntry {
+	byPath := map[string]*pathEntry{}
+	var out []*pathEntry
+	for _, r := range rs {
+		e := byPath[r.Path]
+		if e == nil {
+			e = &pathEntry{path: r.Path, next: new(atomic.Uint64)}
+			byPath[r.Path] = e
+			out = append(out, e)
+		}
+		e.routes = append(e.routes, r)
+		e.total += uint64(r.Weight)
+		e.cum = append(e.cum, e.total)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i].path) > len(out[j].path) })
+	return out
 }

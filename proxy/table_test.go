@@ -130,7 +130,17 @@ func TestLookup(t *testing.T) {
 }
 
 func FuzzParseLabels(f *testing.F) {
-	f.Add("HAPROXY_0_VHOST", "a.com,*.b.com", "HAPROXY_0_PORT", "80")
+	for _, seed := range [][4]string{
+		{"HAPROXY_0_VHOST", "a.com,*.b.com", "HAPROXY_0_PORT", "80"},
+		{"HAPROXY_0_VHOST", "a.com", "HAPROXY_0_PATH", "/api"},
+		{"HAPROXY_0_AUTH", "realm:user:$2y$10$abcdefghijklmnopqrstuu", "HAPROXY_0_STICKY", "true"},
+		{"HAPROXY_0_SSL_CERT", "/etc/ssl/a.pem,/etc/ssl/b.pem", "HAPROXY_0_REDIRECT_TO_HTTPS", "1"},
+		{"KEEL_0_WEIGHT", "3", "KEEL_0_PATH_REWRITE", "/old:/new"},
+		{"KEEL_0_TIMEOUT_RESPONSE", "1m30s", "KEEL_0_RETRIES", "-1"},
+		{"KEEL_1_MAX_CONNS", "10", "HAPROXY_1_MODE", "http"},
+	} {
+		f.Add(seed[0], seed[1], seed[2], seed[3])
+	}
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
 		s := snapshot.Empty()
 		s.Tasks = []snapshot.Task{task("/a", "a.1", "10.0.0.1", []uint32{31000, 31001}, []uint32{10000, 10001}, map[string]string{k1: v1, k2: v2})}
@@ -139,18 +149,78 @@ func FuzzParseLabels(f *testing.F) {
 			if r.Balance == "" || (r.Mode != "http" && r.Mode != "tcp") {
 				t.Fatalf("bad route %+v", r)
 			}
+			if r.Weight < 0 || r.Retries < 0 || r.Retries > maxRetries || r.ResponseTimeout <= 0 || r.MaxConns < 0 {
+				t.Fatalf("out-of-range route options %+v", r)
+			}
+			if r.RewriteFrom != "" && (r.RewriteFrom[0] != '/' || r.RewriteTo == "" || r.RewriteTo[0] != '/') {
+				t.Fatalf("bad rewrite %q -> %q", r.RewriteFrom, r.RewriteTo)
+			}
+			if (r.auth == nil) != (r.AuthRealm == "") {
+				t.Fatalf("auth %v realm %q", r.auth, r.AuthRealm)
+			}
+			for _, c := range r.SSLCerts {
+				if !strings.HasPrefix(c, "/") {
+					t.Fatalf("relative certificate path %q", c)
+				}
+			}
 		}
 	})
 }
 
 func FuzzMatch(f *testing.F) {
 	s := snapshot.Empty()
-	s.Tasks = []snapshot.Task{task("/a", "a.1", "10.0.0.1", []uint32{1}, nil, map[string]string{"HAPROXY_0_VHOST": "a.com,*.b.com", "HAPROXY_0_PATH": "/x"})}
+	s.Tasks = []snapshot.Task{
+		task("/a", "a.1", "10.0.0.1", []uint32{1}, nil, map[string]string{"HAPROXY_0_VHOST": "a.com,*.b.com", "HAPROXY_0_PATH": "/x"}),
+		task("/c", "c.1", "10.0.0.2", []uint32{1}, nil, map[string]string{"HAPROXY_0_VHOST": "a.com", "HAPROXY_0_PATH": "/x", "KEEL_0_WEIGHT": "2"}),
+		task("/r", "r.1", "10.0.0.3", []uint32{1}, nil, map[string]string{"HAPROXY_0_VHOST": "a.com"}),
+	}
 	tab, _ := BuildTable(s, TableOptions{})
-	f.Add("a.com:80", "/x/y")
+	for _, seed := range [][2]string{{"a.com:80", "/x/y"}, {"A.COM", "/"}, {"x.b.com", "/x"}, {"[::1]:80", "/"}, {"b.com", ""}, {"a.com:", "/xx"}, {"0.B.Com", "0"}} {
+		f.Add(seed[0], seed[1])
+	}
 	f.Fuzz(func(t *testing.T, host, path string) {
-		if vh := tab.lookup(strings.ToLower(hostOnly(host))); vh != nil {
-			vh.match([]byte(path))
+		vh := tab.lookup(strings.ToLower(hostOnly(host)))
+		if vh == nil {
+			return
+		}
+		r := vh.match([]byte(path))
+		if r == nil {
+			if vh == tab.lookup("a.com") {
+				t.Fatalf("%q%q: a vhost with a catch-all route matched nothing", host, path)
+			}
+			return
+		}
+		if r.Path != "" && !strings.HasPrefix(path, r.Path) {
+			t.Fatalf("%q matched route path %q", path, r.Path)
+		}
+		if strings.HasPrefix(path, "/x") && r.Path != "/x" {
+			t.Fatalf("%q: the longer prefix /x lost to %q", path, r.Path)
 		}
 	})
+}
+
+func TestWeightedMatch(t *testing.T) {
+	s := snapshot.Empty()
+	s.Tasks = []snapshot.Task{
+		task("/stable", "s.1", "10.0.0.1", []uint32{1}, nil, map[string]string{"HAPROXY_0_VHOST": "a.com", "KEEL_0_WEIGHT": "9"}),
+		task("/canary", "c.1", "10.0.0.2", []uint32{1}, nil, map[string]string{"HAPROXY_0_VHOST": "a.com"}),
+		task("/off", "o.1", "10.0.0.3", []uint32{1}, nil, map[string]string{"HAPROXY_0_VHOST": "a.com", "KEEL_0_WEIGHT": "0"}),
+		task("/zero1", "z.1", "10.0.0.4", []uint32{1}, nil, map[string]string{"HAPROXY_0_VHOST": "z.com", "KEEL_0_WEIGHT": "0"}),
+		task("/zero2", "z.2", "10.0.0.5", []uint32{1}, nil, map[string]string{"HAPROXY_0_VHOST": "z.com", "KEEL_0_WEIGHT": "0"}),
+	}
+	tab, _ := BuildTable(s, TableOptions{})
+	got := map[string]int{}
+	for i := 0; i < 1000; i++ {
+		got[tab.lookup("a.com").match([]byte("/")).App]++
+	}
+	if got["/stable"] != 900 || got["/canary"] != 100 || got["/off"] != 0 {
+		t.Fatalf("split %v, want 900/100/0", got)
+	}
+	// All weights zero: the first app by id takes the traffic rather than none.
+	if r := tab.lookup("z.com").match([]byte("/")); r == nil || r.App != "/zero1" {
+		t.Fatalf("all-zero weights: %v", r)
+	}
+	if n := testing.AllocsPerRun(100, func() { tab.lookup("a.com").match([]byte("/")) }); n != 0 {
+		t.Fatalf("match allocates %v times", n)
+	}
 }

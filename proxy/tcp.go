@@ -97,19 +97,29 @@ func (p *Proxy) serveTCP(key string, c net.Conn) {
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		ip = a.IP
 	}
-	first := pick(r, ip)
+	first, n, now := pick(r, ip), len(r.Backends), time.Now().UnixNano()
 	var be net.Conn
 	var err error
-	for attempt := 0; attempt < 2 && attempt < len(r.Backends); attempt++ {
-		b := &r.Backends[(first+attempt)%len(r.Backends)]
-		if be, err = net.DialTimeout("tcp", b.Addr, connectTimeout); err == nil {
-			b.client.inflight.Add(1)
-			defer b.client.inflight.Add(-1)
-			break
+	// As on the HTTP path: ejected backends are passed over unless all are.
+dial:
+	for pass, tried := 0, 0; pass < 2 && tried == 0; pass++ {
+		for k := 0; k < n && tried <= r.Retries; k++ {
+			b := &r.Backends[(first+k)%n]
+			if pass == 0 && !b.client.health.available(now) {
+				continue
+			}
+			tried++
+			if be, err = net.DialTimeout("tcp", b.Addr, connectTimeout); err == nil {
+				b.client.health.success()
+				b.client.inflight.Add(1)
+				defer b.client.inflight.Add(-1)
+				break dial
+			}
+			p.fail(b)
+			p.metrics.backendErrors.WithLabelValues(r.App).Inc()
 		}
-		p.metrics.backendErrors.WithLabelValues(r.App).Inc()
 	}
-	if err != nil {
+	if be == nil {
 		return
 	}
 	defer be.Close()
@@ -138,6 +148,9 @@ func closeWrite(c net.Conn) {
 
 // waitConns waits for open TCP connections, cutting them after drainTimeout.
 func (p *Proxy) waitConns() {
+	p.activeMu.Lock()
+	p.draining = true
+	p.activeMu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		p.conns.Wait()

@@ -26,6 +26,8 @@ import (
 type gatewayFlags struct {
 	master, workDir              string
 	dnsAddr, httpAddr, adminAddr string
+	httpsAddr, sslCertsDir       string
+	httpsDefault                 string // httpsAddr's default: optional to bind
 	domain, group, serviceBind   string
 	resolvers, recursionAllowed  string
 	healthyOnly                  bool
@@ -33,13 +35,16 @@ type gatewayFlags struct {
 }
 
 func (f *gatewayFlags) register(fs *flag.FlagSet, loopback bool) {
-	dnsAddr, httpAddr, adminAddr, bind := ":53", ":80", ":9090", "0.0.0.0"
+	dnsAddr, httpAddr, httpsAddr, adminAddr, bind := ":53", ":80", ":443", ":9090", "0.0.0.0"
 	if loopback {
-		dnsAddr, httpAddr, adminAddr, bind = "127.0.0.1:8053", "127.0.0.1:8000", "127.0.0.1:9090", "127.0.0.1"
+		dnsAddr, httpAddr, httpsAddr, adminAddr, bind = "127.0.0.1:8053", "127.0.0.1:8000", "127.0.0.1:8443", "127.0.0.1:9090", "127.0.0.1"
 	}
 	fs.StringVar(&f.dnsAddr, "dns_addr", dnsAddr, "DNS listen address (UDP and TCP)")
 	fs.StringVar(&f.httpAddr, "http_addr", httpAddr, "HTTP virtual-host proxy listen address")
-	fs.StringVar(&f.adminAddr, "admin_addr", adminAddr, "admin address: /metrics, DNS HTTP API (/v1/hosts, ...), routes (/v1/routes)")
+	f.httpsDefault = httpsAddr
+	fs.StringVar(&f.httpsAddr, "https_addr", httpsAddr, `HTTPS virtual-host proxy listen address, certificate picked by SNI ("" = none)`)
+	fs.StringVar(&f.sslCertsDir, "ssl_certs_dir", "", "directory of HTTPS certificates: every *.pem holds a certificate chain and its key; default.pem is served when no name matches (watched for changes)")
+	fs.StringVar(&f.adminAddr, "admin_addr", adminAddr, "admin address: /metrics, DNS HTTP API (/v1/hosts, ...), routes (/v1/routes), backend health (/v1/backends)")
 	fs.StringVar(&f.serviceBind, "service_bind", bind, "IP the per-service-port TCP listeners bind to")
 	fs.StringVar(&f.domain, "domain", "mesos", "DNS domain of the cluster")
 	fs.UintVar(&f.ttl, "ttl", 60, "TTL of DNS records, in seconds")
@@ -71,7 +76,10 @@ func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, leader
 	if err != nil {
 		return err
 	}
-	p, err := proxy.New(proxy.Config{HTTPAddr: f.httpAddr, ServiceBind: f.serviceBind, Group: f.group,
+	p, err := proxy.New(proxy.Config{HTTPAddr: f.httpAddr, HTTPSAddr: f.httpsAddr, SSLCertsDir: f.sslCertsDir,
+		// A gateway without the right to bind :443 (or a second keel dev
+		// on one machine) still serves HTTP unless HTTPS was asked for.
+		HTTPSOptional: f.httpsAddr == f.httpsDefault, ServiceBind: f.serviceBind, Group: f.group,
 		HealthyOnly: f.healthyOnly, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
