@@ -78,6 +78,32 @@ type Config struct {
 	DockerSocket string
 	// DockerAllowPrivileged lets tasks ask for privileged containers.
 	DockerAllowPrivileged bool
+	// Isolation is Mesos' --isolation for process tasks:
+	// "cgroups/cpu,cgroups/mem" gives each task its own cgroup with a CPU
+	// share and a hard memory limit, "posix/cpu,posix/mem" limits
+	// nothing; "" means cgroups when the hierarchy is there and writable,
+	// else posix.
+	Isolation string
+	// CgroupsHierarchy is where cgroups are mounted (default
+	// /sys/fs/cgroup); v1 or v2 is detected.
+	CgroupsHierarchy string
+	// CgroupsRoot is the cgroup the tasks' cgroups go under (default
+	// keel).
+	CgroupsRoot string
+	// NoSwitchUser runs every task as the agent's user even when its
+	// command names another (Mesos' --switch_user=false).
+	NoSwitchUser bool
+	// GCDelay is how long the sandbox of a finished task is kept at most
+	// (default 1 week, Mesos' --gc_delay).
+	GCDelay time.Duration
+	// GCDiskHeadroom is the share of the work dir's filesystem to keep
+	// free (default 0.1; Mesos' --gc_disk_headroom): at every disk check,
+	// sandboxes of finished tasks older than
+	// GCDelay * max(0, 1 - GCDiskHeadroom - usage) are removed.
+	GCDiskHeadroom float64
+	// DiskWatchInterval is how often disk usage is checked and sandboxes
+	// collected (default 1m).
+	DiskWatchInterval time.Duration
 }
 
 // Agent is a running agent.
@@ -90,6 +116,11 @@ type Agent struct {
 	updates     *updateManager
 	port        int
 	docker      *dockerRuntime // nil without the docker containerizer
+	cgroups     *cgroupSet     // nil without cgroups isolation
+	// now and diskUsage are the sandbox GC's clock and disk gauge
+	// (replaced in tests).
+	now       func() time.Time
+	diskUsage func(path string) (float64, error)
 	// pong asks sendLoop to answer the master's PING (buffered: pings
 	// that arrive while one is pending merge).
 	pong chan struct{}
@@ -102,11 +133,14 @@ type Agent struct {
 	streamID string
 	// callURL is where calls of the current subscription go: the master
 	// that holds the stream (after a standby's redirect).
-	callURL string
+	callURL  string
 	tasks    map[string]*task // live tasks by ID
 	stopping bool             // set at shutdown: no new launches
 	detached chan struct{}    // closed when the agent exits leaving tasks running
 	wg       sync.WaitGroup   // task process waiters
+	// preparing holds the sandboxes of tasks being launched, not yet in
+	// tasks, so the GC leaves them alone.
+	preparing map[string]bool
 }
 
 // Run runs an agent until ctx is done; see New and (*Agent).Run.
@@ -157,7 +191,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: log.With("component", "agent"), metrics: newMetrics(cfg.Registerer), tasks: map[string]*task{},
-		detached: make(chan struct{}), pong: make(chan struct{}, 1),
+		detached: make(chan struct{}), pong: make(chan struct{}, 1), preparing: map[string]bool{},
+		now: time.Now, diskUsage: diskUsage,
 		hc: &http.Client{Transport: &http.Transport{
 			DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 			ResponseHeaderTimeout: 10 * time.Second,
@@ -203,6 +238,12 @@ func New(cfg Config) (*Agent, error) {
 	if err := a.updates.load(); err != nil {
 		a.log.Error("could not load pending status updates", "err", err)
 	}
+	if err := a.setupIsolation(); err != nil {
+		return nil, err
+	}
+	if err := a.setupGC(); err != nil {
+		return nil, err
+	}
 	a.recoverTasks(cfg.Cleanup)
 	if err := becomeSubreaper(); err != nil {
 		a.log.Warn("cannot become child subreaper; orphans of tasks are left to PID 1", "err", err)
@@ -243,6 +284,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.sendLoop(connCtx)
 	}()
 	g.Go(func() error { a.connectLoop(connCtx); return nil })
+	g.Go(func() error { a.gcLoop(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		if a.cfg.KillTasksOnExit {
@@ -462,7 +504,8 @@ func (a *Agent) sendLoop(ctx context.Context) {
 // caller holds mu when t is shared (in a.tasks).
 func (a *Agent) status(t *task, state mesos.TaskState, reason, msg string) {
 	src := mesos.SourceExecutor
-	if state == mesos.TaskError || reason == mesos.ReasonContainerLaunchFailed || reason == mesos.ReasonTaskInvalid {
+	if state == mesos.TaskError || reason == mesos.ReasonContainerLaunchFailed || reason == mesos.ReasonTaskInvalid ||
+		reason == reasonContainerLimitationMemory {
 		src = mesos.SourceAgent
 	}
 	aid := ""
@@ -478,6 +521,11 @@ func (a *Agent) status(t *task, state mesos.TaskState, reason, msg string) {
 		st.ContainerStatus = t.ctr.containerStatus(a.cfg.IP)
 	}
 	t.state = state
+	if t.last != nil && st.Healthy == nil && state == mesos.TaskRunning {
+		st.Healthy = t.last.Healthy
+	}
+	last := st
+	t.last = &last
 	a.updates.push(t.fid, st)
 }
 
@@ -493,10 +541,13 @@ func (a *Agent) statusHealth(t *task, healthy bool, msg string) {
 	if t.ctr != nil {
 		cs = t.ctr.containerStatus(a.cfg.IP)
 	}
-	a.updates.push(t.fid, mesos.TaskStatus{TaskID: t.info.TaskID, State: mesos.TaskRunning, Healthy: &h,
+	st := mesos.TaskStatus{TaskID: t.info.TaskID, State: mesos.TaskRunning, Healthy: &h,
 		Reason: mesos.ReasonHealthCheckStatusUpdated, Message: msg, Source: mesos.SourceExecutor, AgentID: mesos.NewID(aid),
 		Timestamp: float64(time.Now().UnixNano()) / 1e9, UUID: newUUID(),
-		ContainerStatus: cs})
+		ContainerStatus: cs}
+	last := st
+	t.last = &last
+	a.updates.push(t.fid, st)
 }
 
 func newUUID() []byte {

@@ -30,6 +30,8 @@ type taskCheckpoint struct {
 	// ContainerID and DockerNetwork are set for a Docker task.
 	ContainerID   string `json:"container_id,omitempty"`
 	DockerNetwork string `json:"docker_network,omitempty"`
+	// Cgroup names a process task's cgroup (cgroups isolation).
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
 func (a *Agent) metaDir() string { return filepath.Join(a.cfg.WorkDir, "meta") }
@@ -46,6 +48,9 @@ func (a *Agent) checkpointTask(t *task) error {
 	cp := taskCheckpoint{FrameworkID: t.fid, FrameworkInfo: t.fwInfo, Task: t.info, PID: t.pid, StartTime: t.startTime, Sandbox: t.sandbox}
 	if t.ctr != nil {
 		cp.ContainerID, cp.DockerNetwork = t.ctr.id, t.ctr.network
+	}
+	if t.cg != nil {
+		cp.Cgroup = t.cg.name
 	}
 	b, err := json.Marshal(cp)
 	if err != nil {
@@ -108,10 +113,25 @@ func (a *Agent) recoverTasks(cleanup bool) {
 		t := &task{info: cp.Task, fid: cp.FrameworkID, fwInfo: cp.FrameworkInfo, state: mesos.TaskRunning,
 			sandbox: cp.Sandbox, pid: cp.PID, startTime: cp.StartTime, done: make(chan struct{})}
 		alive := cp.PID > 0 && cp.StartTime != 0 && processStartTime(cp.PID) == cp.StartTime
+		if cp.Cgroup != "" {
+			if a.cgroups != nil {
+				t.cg = a.cgroups.open(cp.Cgroup)
+			} else {
+				a.log.Warn("task has a cgroup but this agent runs without cgroups isolation; its limits stay as they were",
+					"task_id", cp.Task.TaskID.Value, "cgroup", cp.Cgroup)
+			}
+		}
+		t.cred, _ = a.taskUser(t) // for its command health checks
 		a.mu.Lock()
 		switch {
 		case !alive:
 			a.log.Warn("task ended while the agent was down", "task_id", cp.Task.TaskID.Value)
+			if t.cg != nil {
+				if err := t.cg.destroy(); err != nil {
+					a.log.Error("could not remove the task's cgroup", "task_id", cp.Task.TaskID.Value, "err", err)
+				}
+			}
+			markFinished(t.sandbox)
 			a.status(t, mesos.TaskFailed, mesos.ReasonExecutorTerminated, "Task ended while the agent was not running; exit status unknown")
 			a.mu.Unlock()
 			a.forgetTask(cp.Task.TaskID.Value)
@@ -149,6 +169,7 @@ func (a *Agent) watch(t *task) {
 			return
 		case <-tick.C:
 		}
+		a.checkLimits(t)
 	}
 	a.ended(t, mesos.TaskFailed, mesos.ReasonExecutorTerminated, "Task process exited; exit status unknown after an agent restart")
 }

@@ -4,12 +4,32 @@
 //
 // It owns: the connection to the master (subscribe, heartbeat watchdog,
 // reconnect with the same agent ID), two containerizers (processes in
-// their own process groups and cgroup-free sandboxes; Docker containers
-// through the official Engine client, found again after a restart by
-// their keel.* labels), task sandboxes
-// under the work dir, and the status update manager (per-task FIFO,
-// at-least-once, resent until the master relays the framework's
-// acknowledgement).
+// their own process groups; Docker containers through the official Engine
+// client, found again after a restart by their keel.* labels), the
+// isolation of process tasks, task sandboxes under the work dir
+// (WorkDir/sandboxes/<framework>/<task>/<run>/) and their garbage
+// collection, and the status update manager (per-task FIFO, at-least-once,
+// resent until the master relays the framework's acknowledgement).
+//
+// Isolation follows Mesos' flags. With cgroups/cpu,cgroups/mem (the
+// default where the cgroup hierarchy, v1 or v2, is writable) each process
+// task gets its own cgroup under --cgroups_root with CPU shares of
+// cpus*1024 (v2: the matching cpu.weight) and a hard memory limit of its
+// mem (Mesos' floors: 2 shares, 32 MiB). The process is started behind a
+// shell gate and enters its cgroup before the task's command runs; an OOM
+// kill in the cgroup kills the whole task and reports TASK_FAILED with
+// REASON_CONTAINER_LIMITATION_MEMORY; the cgroup goes when the task ends,
+// also after an agent restart (the checkpoint names it). posix/cpu,
+// posix/mem enforces nothing. With --switch_user (default) a task whose
+// CommandInfo names a user runs as that user (uid, gid, supplementary
+// groups; its command health checks too) in a sandbox chowned to it; an
+// unknown user fails the task.
+//
+// Sandbox GC is Mesos': the sandbox of a finished task is kept at most
+// --gc_delay after the task ended (the run directory's mtime), and every
+// --disk_watch_interval those older than
+// gc_delay * max(0, 1 - gc_disk_headroom - disk usage) are removed. The
+// sandbox of a live (or launching) task is never removed.
 //
 // It must not decide anything about scheduling: it runs what it is told,
 // within the resources it advertised, and says what happened.

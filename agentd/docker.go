@@ -364,11 +364,8 @@ func (a *Agent) launchDocker(t *task, fail func(state mesos.TaskState, reason, m
 		fail(mesos.TaskFailed, mesos.ReasonContainerLaunchFailed, "docker containerizer not enabled on this agent (see --containerizers)")
 		return
 	}
-	run := fmt.Sprintf("%d", time.Now().UnixNano())
-	t.sandbox = filepath.Join(a.cfg.WorkDir, "sandboxes", safeName(t.fid.Value), safeName(t.info.TaskID.Value), run)
-	if abs, err := filepath.Abs(t.sandbox); err == nil {
-		t.sandbox = abs // a bind mount needs an absolute path
-	}
+	run := a.newSandbox(t) // absolute, as a bind mount needs
+	defer a.releaseSandbox(t)
 	a.mu.Lock()
 	aid := a.id
 	a.mu.Unlock()

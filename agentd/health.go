@@ -145,7 +145,7 @@ func (a *Agent) check(t *task, hc *mesos.HealthCheck, timeout time.Duration) err
 		}
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", hc.Command.Value)
 		cmd.Dir = t.sandbox
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: t.cred} // as the task's user
 		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("command: %w", err)

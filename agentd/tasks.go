@@ -31,12 +31,29 @@ type task struct {
 	done      chan struct{} // closed when the process is reaped
 	// ctr is the container of a Docker task (nil for a process).
 	ctr *dockerContainer
+	// cg is the cgroup of a process task (nil without cgroups isolation).
+	cg *cgroup
+	// cred is who the process runs as (nil: the agent's user).
+	cred *syscall.Credential
+	// last is the latest status sent for the task (health and addresses
+	// included), re-reported when the agent (re-)registers so a new
+	// master knows at once what the old one knew.
+	last *mesos.TaskStatus
+	// limitation says why the task's cgroup killed it (OOM). Only the
+	// goroutine that follows the process (wait or watch) touches it.
+	limitation string
 }
 
 func (t *task) mesosTask(agentID string) mesos.Task {
-	return mesos.Task{Name: t.info.Name, TaskID: t.info.TaskID, FrameworkID: t.fid, AgentID: mesos.ID{Value: agentID},
+	mt := mesos.Task{Name: t.info.Name, TaskID: t.info.TaskID, FrameworkID: t.fid, AgentID: mesos.ID{Value: agentID},
 		State: t.state, Resources: t.info.Resources, Labels: t.info.Labels, Discovery: t.info.Discovery,
 		Container: t.info.Container, HealthCheck: t.info.HealthCheck, KillPolicy: t.info.KillPolicy}
+	if t.last != nil {
+		st := *t.last
+		st.UUID = nil // a report, not an update to acknowledge
+		mt.Statuses = []mesos.TaskStatus{st}
+	}
+	return mt
 }
 
 // used returns the resources of live tasks. Caller holds mu.
@@ -80,16 +97,17 @@ func (a *Agent) launch(ctx context.Context, l *agent.Launch) {
 		fail(mesos.TaskError, mesos.ReasonTaskInvalid, "Task has no command")
 		return
 	}
-	cmd, err := a.prepare(t)
+	defer a.releaseSandbox(t)
+	p, err := a.prepare(t)
 	if err != nil {
 		fail(mesos.TaskFailed, mesos.ReasonContainerLaunchFailed, err.Error())
 		return
 	}
+	cmd := p.cmd
 	a.mu.Lock()
 	if a.stopping {
 		a.mu.Unlock()
-		cmd.Stdout.(*os.File).Close()
-		cmd.Stderr.(*os.File).Close()
+		p.abort()
 		fail(mesos.TaskLost, mesos.ReasonAgentRemoved, "Agent is shutting down")
 		return
 	}
@@ -98,10 +116,22 @@ func (a *Agent) launch(ctx context.Context, l *agent.Launch) {
 	if err := cmd.Start(); err != nil {
 		delete(a.tasks, t.info.TaskID.Value)
 		a.mu.Unlock()
+		p.abort()
 		fail(mesos.TaskFailed, mesos.ReasonContainerLaunchFailed, "start: "+err.Error())
 		return
 	}
 	t.pid = cmd.Process.Pid
+	if err := p.release(t.pid); err != nil {
+		// The gate reads EOF and exits: the command never ran.
+		delete(a.tasks, t.info.TaskID.Value)
+		a.mu.Unlock()
+		_ = syscall.Kill(-t.pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		p.abort()
+		fail(mesos.TaskFailed, mesos.ReasonContainerLaunchFailed, err.Error())
+		return
+	}
+	t.cg = p.cg
 	t.startTime = processStartTime(t.pid)
 	a.status(t, mesos.TaskRunning, "", "")
 	a.wg.Add(1)
@@ -111,7 +141,7 @@ func (a *Agent) launch(ctx context.Context, l *agent.Launch) {
 	}
 	a.metrics.launched.Inc()
 	a.metrics.running.Inc()
-	a.log.Info("task running", "task_id", t.info.TaskID.Value, "pid", t.pid, "sandbox", t.sandbox)
+	a.log.Info("task running", "task_id", t.info.TaskID.Value, "pid", t.pid, "sandbox", t.sandbox, "cgroup", p.cgroupName(), "user", p.user)
 	go a.wait(t, cmd)
 	if t.info.HealthCheck != nil {
 		a.wg.Add(1)
@@ -119,10 +149,64 @@ func (a *Agent) launch(ctx context.Context, l *agent.Launch) {
 	}
 }
 
-// prepare creates the sandbox and the command of a process task.
-func (a *Agent) prepare(t *task) (*exec.Cmd, error) {
-	run := fmt.Sprintf("%d", time.Now().UnixNano())
-	t.sandbox = filepath.Join(a.cfg.WorkDir, "sandboxes", safeName(t.fid.Value), safeName(t.info.TaskID.Value), run)
+// preparedProcess is a process task ready to start: its command and,
+// with cgroups, the task's cgroup and the gate that holds the process
+// until it is inside it.
+type preparedProcess struct {
+	cmd          *exec.Cmd
+	cg           *cgroup
+	gateR, gateW *os.File // nil without cgroups
+	user         string   // who it runs as, "" for the agent's user
+}
+
+// release moves the started process pid into its cgroup and lets it run
+// the task's command.
+func (p *preparedProcess) release(pid int) error {
+	if p.cg == nil {
+		return nil
+	}
+	p.gateR.Close()
+	p.gateR = nil
+	defer func() { p.gateW.Close(); p.gateW = nil }()
+	if err := p.cg.add(pid); err != nil {
+		return err
+	}
+	if _, err := p.gateW.WriteString("go\n"); err != nil {
+		return fmt.Errorf("agentd: release the task's process: %w", err)
+	}
+	return nil
+}
+
+// abort undoes prepare for a task that will not run.
+func (p *preparedProcess) abort() {
+	p.cmd.Stdout.(*os.File).Close()
+	p.cmd.Stderr.(*os.File).Close()
+	for _, f := range []*os.File{p.gateR, p.gateW} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	if p.cg != nil {
+		_ = p.cg.destroy()
+	}
+}
+
+func (p *preparedProcess) cgroupName() string {
+	if p.cg == nil {
+		return ""
+	}
+	return p.cg.name
+}
+
+// prepare creates the sandbox, the cgroup and the command of a process
+// task.
+func (a *Agent) prepare(t *task) (*preparedProcess, error) {
+	cred, err := a.taskUser(t)
+	if err != nil {
+		return nil, err
+	}
+	t.cred = cred
+	a.newSandbox(t)
 	if err := os.MkdirAll(t.sandbox, 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
@@ -135,14 +219,20 @@ func (a *Agent) prepare(t *task) (*exec.Cmd, error) {
 		stdout.Close()
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
+	closeAll := func() { stdout.Close(); stderr.Close() }
+	if cred != nil {
+		if err := chownSandbox(t.sandbox, cred); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+	}
 	c := t.info.Command
 	var cmd *exec.Cmd
 	if c.IsShell() {
 		cmd = exec.Command("/bin/sh", "-c", c.Value)
 	} else {
 		if c.Value == "" {
-			stdout.Close()
-			stderr.Close()
+			closeAll()
 			return nil, fmt.Errorf("command has no executable")
 		}
 		cmd = exec.Command(c.Value, c.Arguments...)
@@ -152,7 +242,7 @@ func (a *Agent) prepare(t *task) (*exec.Cmd, error) {
 	}
 	cmd.Dir = t.sandbox
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	a.mu.Lock()
 	aid := a.id
 	a.mu.Unlock()
@@ -169,7 +259,40 @@ func (a *Agent) prepare(t *task) (*exec.Cmd, error) {
 		}
 	}
 	cmd.Env = env
-	return cmd, nil
+	p := &preparedProcess{cmd: cmd}
+	if cred != nil {
+		p.user = c.User
+	}
+	if a.cgroups == nil || cmd.Err != nil { // with cmd.Err, Start fails
+		return p, nil
+	}
+	cg, err := a.cgroups.create(newContainerID(), t.info.Resources.Scalar("cpus"), t.info.Resources.Scalar("mem"))
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	p.cg = cg
+	if p.gateR, p.gateW, err = os.Pipe(); err != nil {
+		p.abort()
+		return nil, fmt.Errorf("agentd: gate: %w", err)
+	}
+	// The gate's exec sets argv[0] to what it runs: the command's own
+	// name when argv[0] is the executable (the shell finds it on PATH as
+	// Go did), else the resolved path (an argv[0] of its own is lost).
+	exe := cmd.Path
+	if cmd.Args[0] == c.Value {
+		exe = c.Value
+	}
+	args := append([]string{"/bin/sh", "-c", gateScript, "keel-gate", exe}, cmd.Args[1:]...)
+	cmd.Path, cmd.Args = "/bin/sh", args
+	cmd.ExtraFiles = []*os.File{p.gateR}
+	return p, nil
+}
+
+// newContainerID names a task's container (its cgroup), as Mesos' UUIDs.
+func newContainerID() string {
+	b := newUUID()
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
 // wait reaps the process and reports how it ended. It polls wait4 rather
@@ -182,7 +305,7 @@ func (a *Agent) wait(t *task, cmd *exec.Cmd) {
 	var ws syscall.WaitStatus
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for {
+	for n := 0; ; n++ {
 		pid, err := syscall.Wait4(t.pid, &ws, syscall.WNOHANG, nil)
 		if pid == t.pid || err != nil {
 			break
@@ -191,6 +314,9 @@ func (a *Agent) wait(t *task, cmd *exec.Cmd) {
 		case <-a.detached:
 			return
 		case <-tick.C:
+		}
+		if n%5 == 4 {
+			a.checkLimits(t)
 		}
 	}
 	state, reason, msg := mesos.TaskFinished, "", "Command exited with status 0"
@@ -208,6 +334,15 @@ func (a *Agent) wait(t *task, cmd *exec.Cmd) {
 // status goes out (TASK_KILLED when we killed it, else the given one).
 func (a *Agent) ended(t *task, state mesos.TaskState, reason, msg string) {
 	a.metrics.running.Dec()
+	if t.cg != nil {
+		a.checkLimits(t)
+		t.cg.killAll()
+		defer func() { // after mu is released
+			if err := t.cg.destroy(); err != nil {
+				a.log.Error("could not remove the task's cgroup", "task_id", t.info.TaskID.Value, "err", err)
+			}
+		}()
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	close(t.done)
@@ -217,7 +352,10 @@ func (a *Agent) ended(t *task, state mesos.TaskState, reason, msg string) {
 		state, reason, msg = mesos.TaskKilled, t.killReason, "Container terminated after kill; "+msg
 	case t.killing:
 		state, reason, msg = mesos.TaskKilled, t.killReason, "Command terminated after kill"
+	case t.limitation != "":
+		state, reason, msg = mesos.TaskFailed, reasonContainerLimitationMemory, t.limitation
 	}
+	markFinished(t.sandbox)
 	if t.ctr == nil {
 		reapGroup(t.pid)
 	}
@@ -225,6 +363,19 @@ func (a *Agent) ended(t *task, state mesos.TaskState, reason, msg string) {
 	a.log.Info("task ended", "task_id", t.info.TaskID.Value, "state", state, "message", msg)
 	a.status(t, state, reason, msg)
 	a.forgetTask(t.info.TaskID.Value)
+}
+
+// checkLimits looks for an OOM kill in t's cgroup; on the first, it
+// records the limitation and kills the whole task, as Mesos' memory
+// isolator does. Called only by the goroutine following t's process.
+func (a *Agent) checkLimits(t *task) {
+	if t.cg == nil || t.limitation != "" || t.cg.oomKills() == 0 {
+		return
+	}
+	t.limitation = t.cg.limitationMessage()
+	a.log.Warn("task exceeded its memory limit; killing it", "task_id", t.info.TaskID.Value, "cgroup", t.cg.name, "message", t.limitation)
+	_ = syscall.Kill(-t.pid, syscall.SIGKILL)
+	t.cg.killAll()
 }
 
 // kill stops a task: TASK_KILLING (when the framework understands it),
@@ -305,6 +456,32 @@ func (a *Agent) killAll() {
 			a.terminate(t, min(a.cfg.KillGrace, 3*time.Second))
 		}
 	}
+}
+
+// newSandbox picks t's sandbox directory and keeps the garbage collector
+// off it until the task is in a.tasks (see releaseSandbox). It returns
+// the run's name.
+func (a *Agent) newSandbox(t *task) string {
+	run := fmt.Sprintf("%d", time.Now().UnixNano())
+	t.sandbox = filepath.Join(a.cfg.WorkDir, "sandboxes", safeName(t.fid.Value), safeName(t.info.TaskID.Value), run)
+	if abs, err := filepath.Abs(t.sandbox); err == nil {
+		t.sandbox = abs
+	}
+	a.mu.Lock()
+	a.preparing[t.sandbox] = true
+	a.mu.Unlock()
+	return run
+}
+
+// releaseSandbox ends the launch-time protection of t's sandbox: by now
+// the task runs (and a.tasks protects it) or it never will.
+func (a *Agent) releaseSandbox(t *task) {
+	if t.sandbox == "" {
+		return
+	}
+	a.mu.Lock()
+	delete(a.preparing, t.sandbox)
+	a.mu.Unlock()
 }
 
 // safeName keeps an ID usable as one path element.
