@@ -108,11 +108,25 @@ func (m *Master) reconcileAgent(a *agentRec, id string, reported []mesos.Task) {
 	for _, rt := range reported {
 		seen[rt.TaskID.Value] = true
 		used = used.Plus(rt.Resources)
-		if _, ok := m.tasks[rt.TaskID.Value]; ok {
+		if t, ok := m.tasks[rt.TaskID.Value]; ok {
+			if t.task.State == mesos.TaskUnreachable && !rt.State.Terminal() {
+				// The agent is back from a partition, and so is its task:
+				// its framework hears the state the agent reports.
+				if f := m.frameworks[t.task.FrameworkID.Value]; f != nil {
+					f.allocated = f.allocated.Plus(t.task.Resources)
+				}
+				st, _ := lastStatus(rt)
+				st.TaskID, st.AgentID, st.State = rt.TaskID, mesos.NewID(id), rt.State
+				st.Source, st.Reason, st.Message, st.Timestamp = mesos.SourceMaster, mesos.ReasonReconciliation, "Agent re-registered", nowSeconds()
+				m.applyStatus(t, st, true)
+			}
 			continue
 		}
 		rt.AgentID = mesos.ID{Value: id}
 		t := &taskRec{task: rt, unacked: map[string]mesos.TaskStatus{}}
+		if f := m.frameworks[rt.FrameworkID.Value]; f != nil {
+			t.role = frameworkRoles(f.info)[0]
+		}
 		m.tasks[rt.TaskID.Value] = t
 		m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventTaskAdded, TaskAdded: &mesos.TaskAdded{Task: rt}})
 		if f := m.frameworks[rt.FrameworkID.Value]; f != nil {
@@ -223,6 +237,13 @@ func (m *Master) expireAgent(id string) {
 		state := mesos.TaskLost
 		if f := m.frameworks[t.task.FrameworkID.Value]; f != nil && f.info.HasCapability(mesos.CapabilityPartitionAware) {
 			state = mesos.TaskUnreachable
+			if t.task.State != mesos.TaskUnreachable && !t.task.State.Terminal() {
+				// Not terminal, but its resources left with the agent.
+				f.allocated = f.allocated.Minus(t.task.Resources)
+			}
+		}
+		if t.task.State == mesos.TaskUnreachable {
+			continue
 		}
 		m.applyStatus(t, masterStatus(t.task.TaskID, &t.task.AgentID, state, mesos.ReasonAgentDisconnected, "Agent disconnected"), true)
 	}

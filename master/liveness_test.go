@@ -80,6 +80,14 @@ func TestAgentPingTimeout(t *testing.T) {
 	if code := ag.pong(t); code != http.StatusForbidden {
 		t.Fatalf("pong after partition: status %d, want 403", code)
 	}
+	// The agent comes back with the task still running: the framework
+	// hears TASK_RUNNING again.
+	back := connectAgentAs(t, ctx, url, ag.id, []mesos.Task{{Name: "web", TaskID: task.TaskID, FrameworkID: mesos.ID{Value: fid},
+		State: mesos.TaskRunning, Resources: task.Resources}})
+	if st := s.next(t, mesos.EventUpdate).Update.Status; st.State != mesos.TaskRunning || st.TaskID.Value != "web.1" {
+		t.Fatalf("after the agent returned: %s %s, want TASK_RUNNING of web.1", st.TaskID.Value, st.State)
+	}
+	_ = back
 }
 
 func subscribePartitionAware(t *testing.T, ctx context.Context, url string) *scheduler {

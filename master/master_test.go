@@ -74,9 +74,19 @@ type fakeAgent struct {
 
 func connectAgent(t *testing.T, ctx context.Context, url string) *fakeAgent {
 	t.Helper()
+	return connectAgentAs(t, ctx, url, "", nil)
+}
+
+// connectAgentAs subscribes as agent id (new when "") reporting tasks.
+func connectAgentAs(t *testing.T, ctx context.Context, url, id string, tasks []mesos.Task) *fakeAgent {
+	t.Helper()
 	res, _ := mesos.ParseResources("cpus:2;mem:1024;disk:1000;ports:[31000-31009]")
+	info := mesos.AgentInfo{Hostname: "node1", Port: 5051, Resources: res}
+	if id != "" {
+		info.ID = mesos.NewID(id)
+	}
 	body, _ := json.Marshal(agent.Call{Type: agent.CallSubscribe, Subscribe: &agent.Subscribe{
-		AgentInfo: mesos.AgentInfo{Hostname: "node1", Port: 5051, Resources: res}, IP: "127.0.0.7"}})
+		AgentInfo: info, IP: "127.0.0.7", Tasks: tasks}})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+agent.Path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
