@@ -9,6 +9,7 @@ declare -A need=(
   [curl]=curl
   [python3]=python3
   [pgrep]=procps
+  [chromium]=chromium
 )
 
 missing=()
