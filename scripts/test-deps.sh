@@ -10,6 +10,7 @@ declare -A need=(
   [python3]=python3
   [pgrep]=procps
   [chromium]=chromium
+  [wrk]=wrk
 )
 
 missing=()
