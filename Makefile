@@ -30,7 +30,8 @@ bench:
 	./scripts/bench-deps.sh
 	$(GO) test -run xxx -bench . -benchtime 20x ./allocator
 	$(GO) test -run xxx -bench Propagation -benchtime 1000x ./bench
-	$(GO) run ./bench/cmd/proxybench run --pairs 3 --duration 10s
+	$(GO) run ./bench/cmd/proxybench run --case all --pairs 3 --duration 5s
+	$(GO) run ./bench/cmd/dnsbench run --pairs 3 --duration 10s
 
 clean:
 	rm -rf bin

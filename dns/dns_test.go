@@ -85,6 +85,13 @@ func TestLabel(t *testing.T) {
 func startServer(t *testing.T, cfg Config) *Server {
 	t.Helper()
 	leakcheck.Check(t)
+	return runServer(t, cfg)
+}
+
+// runServer is startServer for a test that has registered its leak check
+// itself, before starting other servers.
+func runServer(t *testing.T, cfg Config) *Server {
+	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
 	s, err := New(cfg)
 	if err != nil {

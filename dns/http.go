@@ -13,9 +13,15 @@ func (s *Server) RegisterHTTP(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]string{"Service": "Keel DNS (Mesos-DNS compatible)", "URL": "https://github.com/keelhq/keel", "Version": s.cfg.Version})
 	})
+	// Mesos-DNS reports zoneResolvers as a map, {} when there are none.
+	zoneResolvers := map[string][]string{}
+	for _, zr := range s.zoneResolvers {
+		zoneResolvers[zr.zone] = zr.servers
+	}
 	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"Domain": s.cfg.Domain, "TTL": s.cfg.TTL, "Resolvers": s.cfg.Resolvers,
-			"IPSources": s.cfg.IPSources, "HealthyOnly": s.cfg.HealthyOnly, "Listener": s.cfg.Addr})
+			"IPSources": s.cfg.IPSources, "HealthyOnly": s.cfg.HealthyOnly, "Listener": s.cfg.Addr,
+			"ZoneResolvers": zoneResolvers, "RateLimit": s.cfg.RateLimit, "RateLimitSlip": s.cfg.RateLimitSlip})
 	})
 	mux.HandleFunc("GET /v1/hosts/{host}", func(w http.ResponseWriter, r *http.Request) {
 		type host struct {
@@ -64,26 +70,19 @@ func (s *Server) RegisterHTTP(mux *http.ServeMux) {
 		writeJSON(w, out)
 	})
 	mux.HandleFunc("GET /v1/enumerate", func(w http.ResponseWriter, r *http.Request) {
-		type record struct {
-			Name  string `json:"name"`
-			Host  string `json:"host"`
-			Rtype string `json:"rtype"`
-		}
 		z := s.zone.Load()
 		out := struct {
 			Domain     string   `json:"domain"`
 			Generation uint64   `json:"generation"`
-			Records    []record `json:"records"`
-		}{Domain: z.Domain, Generation: z.Generation, Records: []record{}}
+			Records    []Record `json:"records"`
+		}{Domain: z.Domain, Generation: z.Generation, Records: []Record{}}
 		for _, name := range z.Names() {
 			rrs, _ := z.Lookup(name)
-			for _, rr := range rrs {
-				data := strings.TrimPrefix(rr.String(), rr.Header().String())
-				out.Records = append(out.Records, record{Name: name, Host: data, Rtype: mdns.TypeToString[rr.Header().Rrtype]})
-			}
+			out.Records = append(out.Records, records(name, rrs)...)
 		}
 		writeJSON(w, out)
 	})
+	mux.HandleFunc("GET /v1/watch", s.serveWatch)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -9,6 +9,9 @@ type metrics struct {
 	forwardErrors prometheus.Counter
 	records       prometheus.Gauge
 	generation    prometheus.Gauge
+	rateLimited   *prometheus.CounterVec
+	watchers      prometheus.Gauge
+	watchDropped  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -21,9 +24,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		forwardErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keel", Subsystem: "dns", Name: "forward_errors_total", Help: "Failed exchanges with upstream resolvers."}),
 		records:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keel", Subsystem: "dns", Name: "records", Help: "Records in the served zone."}),
 		generation:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keel", Subsystem: "dns", Name: "zone_generation", Help: "Snapshot generation of the served zone."}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "keel", Subsystem: "dns", Name: "rate_limited_total",
+			Help: "UDP responses withheld by response-rate limiting, by action (drop, or slip: sent truncated)."}, []string{"action"}),
+		watchers:     prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keel", Subsystem: "dns", Name: "watchers", Help: "Clients of /v1/watch."}),
+		watchDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keel", Subsystem: "dns", Name: "watch_dropped_total", Help: "Clients of /v1/watch dropped for falling behind."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.queries, m.duration, m.forwarded, m.forwardErrors, m.records, m.generation)
+		reg.MustRegister(m.queries, m.duration, m.forwarded, m.forwardErrors, m.records, m.generation, m.rateLimited, m.watchers, m.watchDropped)
 	}
 	return m
 }

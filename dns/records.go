@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 
@@ -27,33 +28,49 @@ type Records struct {
 	Domain     string // "mesos." (FQDN, lowercase)
 	Generation uint64
 	SOA        *mdns.SOA
-	names      map[string]*rrset
-	count      int
+	// names maps each name to its records, A first, then AAAA, SRV and
+	// the rest (see rank).
+	names map[string][]mdns.RR
+	count int
+	// cache holds packed replies, filled by queries; it goes with the zone.
+	cache *replyCache
 }
 
-type rrset struct {
-	a, aaaa, srv, other []mdns.RR
+// rank orders a name's records: A, AAAA, SRV, the rest.
+func rank(rr mdns.RR) int {
+	switch rr.(type) {
+	case *mdns.A:
+		return 0
+	case *mdns.AAAA:
+		return 1
+	case *mdns.SRV:
+		return 2
+	}
+	return 3
 }
 
-func (s *rrset) all() []mdns.RR {
-	out := make([]mdns.RR, 0, len(s.a)+len(s.aaaa)+len(s.srv)+len(s.other))
-	out = append(out, s.a...)
-	out = append(out, s.aaaa...)
-	out = append(out, s.srv...)
-	return append(out, s.other...)
+// duplicate reports whether rr repeats x (same name, class and TTL by
+// construction: the data decides).
+func duplicate(x, rr mdns.RR) bool {
+	switch n := rr.(type) {
+	case *mdns.A:
+		o, ok := x.(*mdns.A)
+		return ok && o.A.Equal(n.A)
+	case *mdns.SRV:
+		o, ok := x.(*mdns.SRV)
+		return ok && o.Port == n.Port && o.Target == n.Target && o.Priority == n.Priority && o.Weight == n.Weight
+	}
+	return false
 }
 
 // Len returns the number of records.
 func (r *Records) Len() int { return r.count }
 
 // Lookup returns the records of name (lowercase FQDN) and whether the name
-// exists.
+// exists. The slice belongs to the zone: callers must not modify it.
 func (r *Records) Lookup(name string) ([]mdns.RR, bool) {
-	s, ok := r.names[name]
-	if !ok {
-		return nil, false
-	}
-	return s.all(), true
+	rrs, ok := r.names[name]
+	return rrs, ok
 }
 
 // Names returns every name in the zone, sorted.
@@ -90,34 +107,21 @@ func Label(s string) string {
 func Build(snap *snapshot.Snapshot, opts BuildOptions) *Records {
 	domain := strings.ToLower(strings.Trim(opts.Domain, ".")) + "."
 	ttl := opts.TTL
-	r := &Records{Domain: domain, Generation: snap.Generation, names: map[string]*rrset{}}
+	r := &Records{Domain: domain, Generation: snap.Generation}
+	r.names = map[string][]mdns.RR{}
 	add := func(rr mdns.RR) {
 		name := strings.ToLower(rr.Header().Name)
-		s := r.names[name]
-		if s == nil {
-			s = &rrset{}
-			r.names[name] = s
-		}
-		switch rr.(type) {
-		case *mdns.A:
-			for _, x := range s.a {
-				if x.(*mdns.A).A.Equal(rr.(*mdns.A).A) {
-					return
-				}
+		rrs := r.names[name]
+		k, at := rank(rr), len(rrs)
+		for i, x := range rrs {
+			if duplicate(x, rr) {
+				return
 			}
-			s.a = append(s.a, rr)
-		case *mdns.AAAA:
-			s.aaaa = append(s.aaaa, rr)
-		case *mdns.SRV:
-			for _, x := range s.srv {
-				if x.String() == rr.String() {
-					return
-				}
+			if rank(x) > k && at == len(rrs) {
+				at = i
 			}
-			s.srv = append(s.srv, rr)
-		default:
-			s.other = append(s.other, rr)
 		}
+		r.names[name] = slices.Insert(rrs, at, rr)
 		r.count++
 	}
 	hdr := func(name string, t uint16) mdns.RR_Header {
@@ -208,6 +212,7 @@ func Build(snap *snapshot.Snapshot, opts BuildOptions) *Records {
 			}
 		}
 	}
+	r.cache = newReplyCache(len(r.names))
 	return r
 }
 

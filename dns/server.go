@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,25 +30,46 @@ type Config struct {
 	IPSources []string
 	// Resolvers ("ip:port") answer names outside Domain; none: REFUSED.
 	Resolvers []string
+	// ZoneResolvers send the names under a zone to that zone's servers
+	// ("ip" or "ip:port") instead of Resolvers, e.g. "consul" to
+	// 127.0.0.1:8600 (Mesos-DNS's zoneResolvers; flag --zone_resolvers
+	// consul=127.0.0.1:8600, see ParseZoneResolvers). The most specific
+	// zone wins; a zone may not overlap Domain. The same RecursionAllowed
+	// rule applies.
+	ZoneResolvers map[string][]string
 	// RecursionAllowed are the clients whose queries outside Domain are
 	// forwarded; others get REFUSED, so the server is no open resolver.
 	// Nil means loopback, private and link-local ranges.
 	RecursionAllowed []*net.IPNet
-	Registerer       prometheus.Registerer
-	Logger           *slog.Logger
+	// RateLimit is the UDP responses per second each client prefix (IPv4
+	// /24, IPv6 /56) may receive, with a burst of as many; 0 turns
+	// response-rate limiting off (flag --dns_rate_limit).
+	RateLimit int
+	// RateLimitSlip sends every RateLimitSlip-th response that the limit
+	// drops truncated (TC) instead, so real clients retry over TCP; 0
+	// drops them all (flag --dns_rate_limit_slip, 2 is BIND's default).
+	RateLimitSlip int
+	// Registerer receives the keel_dns_* metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Logger defaults to slog.Default.
+	Logger *slog.Logger
 	// Version is reported by /v1/version.
 	Version string
 }
 
 // Server answers DNS queries from the latest zone.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	zone    atomic.Pointer[Records]
-	fwd     *mdns.Client
-	metrics *metrics
-	ready   chan struct{}
-	addr    atomic.Pointer[string]
+	cfg           Config
+	log           *slog.Logger
+	zone          atomic.Pointer[Records]
+	fwd           *mdns.Client
+	zoneResolvers []zoneResolver
+	rrl           *limiter
+	watch         *watchHub
+	metrics       *metrics
+	nxCounters    [256]atomic.Pointer[counterBox]
+	ready         chan struct{}
+	addr          atomic.Pointer[string]
 }
 
 // New returns a server with an empty zone.
@@ -76,7 +95,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RecursionAllowed == nil {
 		cfg.RecursionAllowed = DefaultRecursionAllowed()
 	}
+	zr, err := parseZoneResolvers(cfg.ZoneResolvers, cfg.Domain)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.RateLimit < 0 || cfg.RateLimitSlip < 0 {
+		return nil, errors.New("dns: config: RateLimit and RateLimitSlip must not be negative")
+	}
 	s := &Server{cfg: cfg, log: log.With("component", "dns"), fwd: &mdns.Client{Timeout: 2 * time.Second},
+		zoneResolvers: zr, rrl: newLimiter(cfg.RateLimit, cfg.RateLimitSlip), watch: newWatchHub(),
 		metrics: newMetrics(cfg.Registerer), ready: make(chan struct{})}
 	s.zone.Store(Build(snapshot.Empty(), s.buildOptions()))
 	return s, nil
@@ -93,6 +120,7 @@ func (s *Server) Update(snap *snapshot.Snapshot) {
 	}
 	z := Build(snap, s.buildOptions())
 	s.zone.Store(z)
+	s.watch.publish(z)
 	s.metrics.records.Set(float64(z.Len()))
 	s.metrics.generation.Set(float64(z.Generation))
 }
@@ -120,31 +148,30 @@ func (s *Server) Run(ctx context.Context) error {
 	addr := pc.LocalAddr().String()
 	s.addr.Store(&addr)
 	// Shutdown of a miekg server that has not started yet fails and leaves
-	// it running once it starts, so both must report started first.
-	started := make(chan struct{}, 2)
-	notify := func() { started <- struct{}{} }
-	udp := &mdns.Server{PacketConn: pc, Handler: s, UDPSize: 65535, NotifyStartedFunc: notify}
-	tcp := &mdns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, NotifyStartedFunc: notify}
+	// it running once it starts, so it must report started first.
+	started := make(chan struct{})
+	tcp := &mdns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+		NotifyStartedFunc: func() { close(started) }}
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	for _, srv := range []*mdns.Server{udp, tcp} {
-		wg.Add(1)
-		go func(srv *mdns.Server) {
-			defer wg.Done()
-			if err := srv.ActivateAndServe(); err != nil {
-				errc <- err
-			}
-		}(srv)
-	}
-	for i := 0; i < 2; i++ {
-		select {
-		case <-started:
-		case err := <-errc:
-			pc.Close()
-			ln.Close()
-			wg.Wait()
-			return fmt.Errorf("dns: serve: %w", err)
+	errc := make(chan error, 1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := tcp.ActivateAndServe(); err != nil {
+			errc <- err
 		}
+	}()
+	go func() {
+		defer wg.Done()
+		s.serveUDP(ctx, pc)
+	}()
+	select {
+	case <-started:
+	case err := <-errc:
+		pc.Close()
+		ln.Close()
+		wg.Wait()
+		return fmt.Errorf("dns: serve: %w", err)
 	}
 	close(s.ready)
 	s.log.Info("DNS listening", "addr", addr, "domain", s.cfg.Domain)
@@ -154,9 +181,9 @@ func (s *Server) Run(ctx context.Context) error {
 	case runErr = <-errc:
 		runErr = fmt.Errorf("dns: serve: %w", runErr)
 	}
+	pc.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	_ = udp.ShutdownContext(sctx)
 	_ = tcp.ShutdownContext(sctx)
 	wg.Wait()
 	return runErr
@@ -178,114 +205,8 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 		return
 	}
 	_ = w.WriteMsg(resp)
-	qtype := "none"
-	if len(req.Question) > 0 {
-		qtype = mdns.TypeToString[req.Question[0].Qtype]
-	}
-	s.metrics.queries.WithLabelValues(qtype, mdns.RcodeToString[resp.Rcode]).Inc()
+	s.countGeneral(req, resp)
 	s.metrics.duration.Observe(time.Since(start).Seconds())
-}
-
-// answer builds the reply to req from client; nil means drop.
-func (s *Server) answer(req *mdns.Msg, udp bool, client net.IP) *mdns.Msg {
-	resp := new(mdns.Msg)
-	if req.Response || req.Opcode != mdns.OpcodeQuery {
-		resp.SetRcode(req, mdns.RcodeNotImplemented)
-		return resp
-	}
-	if len(req.Question) != 1 {
-		resp.SetRcode(req, mdns.RcodeFormatError)
-		return resp
-	}
-	q := req.Question[0]
-	name := strings.ToLower(q.Name)
-	z := s.zone.Load()
-	if !mdns.IsSubDomain(z.Domain, name) {
-		if !s.recursionAllowed(client) {
-			resp.SetRcode(req, mdns.RcodeRefused)
-			return resp
-		}
-		return s.forward(req, udp)
-	}
-	resp.SetReply(req)
-	resp.Authoritative = true
-	resp.RecursionAvailable = len(s.cfg.Resolvers) > 0
-	rrs, exists := z.Lookup(name)
-	if !exists {
-		resp.Rcode = mdns.RcodeNameError
-		resp.Ns = []mdns.RR{z.SOA}
-		return s.finish(req, resp, udp)
-	}
-	for _, rr := range rrs {
-		if q.Qtype == mdns.TypeANY || rr.Header().Rrtype == q.Qtype {
-			resp.Answer = append(resp.Answer, rr)
-		}
-	}
-	if len(resp.Answer) == 0 {
-		resp.Ns = []mdns.RR{z.SOA}
-		return s.finish(req, resp, udp)
-	}
-	// Spread clients over the tasks: a new order every query.
-	if len(resp.Answer) > 1 {
-		ans := append([]mdns.RR(nil), resp.Answer...)
-		rand.Shuffle(len(ans), func(i, j int) { ans[i], ans[j] = ans[j], ans[i] })
-		resp.Answer = ans
-	}
-	// SRV targets resolve in the same answer.
-	if q.Qtype == mdns.TypeSRV {
-		seen := map[string]bool{}
-		for _, rr := range resp.Answer {
-			if srv, ok := rr.(*mdns.SRV); ok && !seen[srv.Target] {
-				seen[srv.Target] = true
-				if extra, ok := z.Lookup(srv.Target); ok {
-					for _, e := range extra {
-						if e.Header().Rrtype == mdns.TypeA || e.Header().Rrtype == mdns.TypeAAAA {
-							resp.Extra = append(resp.Extra, e)
-						}
-					}
-				}
-			}
-		}
-	}
-	return s.finish(req, resp, udp)
-}
-
-// finish applies EDNS0 and truncation.
-func (s *Server) finish(req, resp *mdns.Msg, udp bool) *mdns.Msg {
-	size := mdns.MinMsgSize
-	if opt := req.IsEdns0(); opt != nil {
-		size = int(min(max(opt.UDPSize(), mdns.MinMsgSize), 1232))
-		resp.SetEdns0(1232, false)
-	}
-	if udp {
-		resp.Truncate(size)
-	}
-	return resp
-}
-
-// forward relays a query outside the domain to the resolvers in order.
-func (s *Server) forward(req *mdns.Msg, udp bool) *mdns.Msg {
-	if len(s.cfg.Resolvers) == 0 || !req.RecursionDesired {
-		resp := new(mdns.Msg)
-		resp.SetRcode(req, mdns.RcodeRefused)
-		return resp
-	}
-	s.metrics.forwarded.Inc()
-	c := s.fwd
-	if !udp {
-		c = &mdns.Client{Net: "tcp", Timeout: s.fwd.Timeout}
-	}
-	for _, r := range s.cfg.Resolvers {
-		resp, _, err := c.Exchange(req, r)
-		if err == nil && resp != nil {
-			resp.Id = req.Id
-			return resp
-		}
-		s.metrics.forwardErrors.Inc()
-	}
-	resp := new(mdns.Msg)
-	resp.SetRcode(req, mdns.RcodeServerFailure)
-	return resp
 }
 
 // SystemResolvers returns the nameservers of a resolv.conf file as
@@ -342,10 +263,14 @@ func (s *Server) recursionAllowed(ip net.IP) bool {
 
 // listenBoth binds UDP and TCP on the same port. With port 0 the port UDP
 // gets may be taken for TCP, so it tries a few ports.
-func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+func listenBoth(addr string) (*net.UDPConn, net.Listener, error) {
 	_, port, _ := net.SplitHostPort(addr)
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dns: listen udp: %w", err)
+	}
 	for attempt := 0; ; attempt++ {
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := net.ListenUDP("udp", ua)
 		if err != nil {
 			return nil, nil, fmt.Errorf("dns: listen udp: %w", err)
 		}

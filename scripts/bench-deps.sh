@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the benchmark peers and load generators of ../shared/BENCH.md
-# from Debian's packages when missing: HAProxy and wrk (and taskset).
+# from Debian's packages when missing: HAProxy and wrk, NSD and dnsperf
+# (and taskset).
 set -euo pipefail
-declare -A need=([haproxy]=haproxy [wrk]=wrk [taskset]=util-linux)
+declare -A need=([haproxy]=haproxy [wrk]=wrk [nsd]=nsd [dnsperf]=dnsperf [taskset]=util-linux)
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")

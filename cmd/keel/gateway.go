@@ -30,6 +30,8 @@ type gatewayFlags struct {
 	httpsDefault                 string // httpsAddr's default: optional to bind
 	domain, group, serviceBind   string
 	resolvers, recursionAllowed  string
+	zoneResolvers                string
+	rateLimit, rateLimitSlip     int
 	healthyOnly                  bool
 	ttl                          uint
 }
@@ -51,6 +53,9 @@ func (f *gatewayFlags) register(fs *flag.FlagSet, loopback bool) {
 	fs.StringVar(&f.group, "group", "external", `marathon-lb group (HAPROXY_GROUP) this gateway serves; "*" for all`)
 	fs.StringVar(&f.resolvers, "resolvers", "", "comma-separated upstream DNS servers (ip:port) for names outside the domain (default: the nameservers of /etc/resolv.conf)")
 	fs.StringVar(&f.recursionAllowed, "recursion_allowed", "", "comma-separated CIDRs of clients whose outside names are forwarded (default: loopback and private ranges)")
+	fs.StringVar(&f.zoneResolvers, "zone_resolvers", "", `comma-separated zone=ip:port pairs (a zone named twice gets both servers): names under a zone go to its servers, e.g. "consul=127.0.0.1:8600" (Mesos-DNS zoneResolvers)`)
+	fs.IntVar(&f.rateLimit, "dns_rate_limit", 0, "UDP responses per second per client /24 (IPv6 /56); 0 turns rate limiting off")
+	fs.IntVar(&f.rateLimitSlip, "dns_rate_limit_slip", 2, "with --dns_rate_limit, every Nth limited response is sent truncated instead of dropped (0: drop all)")
 	fs.BoolVar(&f.healthyOnly, "dns_healthy_only", true, "route and resolve only healthy tasks when they have health checks")
 }
 
@@ -71,7 +76,11 @@ func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, leader
 			return fmt.Errorf("--recursion_allowed: %w", err)
 		}
 	}
-	d, err := dns.New(dns.Config{Addr: f.dnsAddr, Domain: f.domain, TTL: uint32(f.ttl), HealthyOnly: f.healthyOnly,
+	zones, err := dns.ParseZoneResolvers(splitList(f.zoneResolvers))
+	if err != nil {
+		return fmt.Errorf("--zone_resolvers: %w", err)
+	}
+	d, err := dns.New(dns.Config{ZoneResolvers: zones, RateLimit: f.rateLimit, RateLimitSlip: f.rateLimitSlip, Addr: f.dnsAddr, Domain: f.domain, TTL: uint32(f.ttl), HealthyOnly: f.healthyOnly,
 		Resolvers: resolvers, RecursionAllowed: allowed, Registerer: reg, Logger: log, Version: version})
 	if err != nil {
 		return err
