@@ -25,6 +25,22 @@
 // groups; its command health checks too) in a sandbox chowned to it; an
 // unknown user fails the task.
 //
+// The fetcher is Mesos' (CommandInfo.uris; Marathon's uris and fetch):
+// before a task's command runs, or its container is created, each URI is
+// put into the sandbox, off the event loop and off the agent's lock, the
+// task being TASK_STARTING meanwhile. http(s) URIs are downloaded with a
+// timeout per URI and a size cap, file:// URIs and absolute paths are
+// copied; output_file names the result; executable makes it mode 0755
+// and leaves it as it is; otherwise (extract unset or true) .tar, .tar.gz,
+// .tgz, .tar.bz2, .zip (the standard library) and .tar.xz (the xz tool)
+// are unpacked into the sandbox and a lone .gz is decompressed; the
+// archive stays. No archive entry or link may land or point outside the
+// sandbox (the writes go through an os.Root); setuid bits are dropped;
+// cache is ignored. A failed fetch fails the task with TASK_FAILED,
+// REASON_CONTAINER_LAUNCH_FAILED and a message naming the URI (also in
+// the sandbox's stderr); a kill while fetching cancels the download
+// (TASK_KILLED, REASON_TASK_KILLED_DURING_LAUNCH).
+//
 // Sandbox GC is Mesos': the sandbox of a finished task is kept at most
 // --gc_delay after the task ended (the run directory's mtime), and every
 // --disk_watch_interval those older than

@@ -386,9 +386,16 @@ func (a *Agent) launchDocker(t *task, fail func(state mesos.TaskState, reason, m
 			return
 		}
 	}
+	var fetch context.Context // nil without URIs
+	if c := t.info.Command; c != nil && len(c.URIs) > 0 {
+		fetch = a.newFetch(t)
+	}
 	a.mu.Lock()
 	if a.stopping {
 		a.mu.Unlock()
+		if fetch != nil {
+			t.stopFetch()
+		}
 		fail(mesos.TaskLost, mesos.ReasonAgentRemoved, "Agent is shutting down")
 		return
 	}
@@ -397,7 +404,7 @@ func (a *Agent) launchDocker(t *task, fail func(state mesos.TaskState, reason, m
 	a.status(t, mesos.TaskStarting, "", "")
 	a.wg.Add(1)
 	a.mu.Unlock()
-	go a.startContainer(t, spec)
+	go a.startContainer(t, spec, fetch)
 }
 
 // workDirAbs is the work dir as the containers' label holds it.
@@ -408,9 +415,16 @@ func (a *Agent) workDirAbs() string {
 	return a.cfg.WorkDir
 }
 
-// startContainer creates and starts t's container and follows it.
-func (a *Agent) startContainer(t *task, spec dockerSpec) {
+// startContainer fetches t's URIs into its sandbox (with a non-nil
+// fetch context), creates and starts t's container and follows it.
+func (a *Agent) startContainer(t *task, spec dockerSpec, fetch context.Context) {
 	defer a.wg.Done()
+	if fetch != nil {
+		if state, reason, msg, ok := a.fetch(fetch, t); !ok {
+			a.launchFailed(t, state, reason, msg)
+			return
+		}
+	}
 	d := a.docker
 	if err := d.ensureImage(spec.config.Image, spec.forcePull); err != nil {
 		a.launchFailed(t, mesos.TaskFailed, mesos.ReasonContainerLaunchFailed, err.Error())
@@ -459,14 +473,15 @@ func (a *Agent) startContainer(t *task, spec dockerSpec) {
 	}
 }
 
-// launchFailed reports a Docker task that never ran.
+// launchFailed reports a Docker task, or a process task that fetched its
+// URIs, that never ran.
 func (a *Agent) launchFailed(t *task, state mesos.TaskState, reason, msg string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.tasks, t.info.TaskID.Value)
 	close(t.done)
 	a.metrics.terminations.WithLabelValues(string(state)).Inc()
-	a.log.Warn("docker task did not start", "task_id", t.info.TaskID.Value, "state", state, "message", msg)
+	a.log.Warn("task did not start", "task_id", t.info.TaskID.Value, "state", state, "message", msg)
 	a.status(t, state, reason, msg)
 }
 

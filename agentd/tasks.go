@@ -42,6 +42,9 @@ type task struct {
 	// limitation says why the task's cgroup killed it (OOM). Only the
 	// goroutine that follows the process (wait or watch) touches it.
 	limitation string
+	// stopFetch cancels the fetching of the task's URIs (nil without
+	// URIs); set before the task is shared, immutable after.
+	stopFetch context.CancelFunc
 }
 
 func (t *task) mesosTask(agentID string) mesos.Task {
@@ -96,8 +99,18 @@ func (a *Agent) launch(ctx context.Context, l *agent.Launch) {
 	case t.info.Command == nil || (t.info.Command.IsShell() && t.info.Command.Value == ""):
 		fail(mesos.TaskError, mesos.ReasonTaskInvalid, "Task has no command")
 		return
+	case len(t.info.Command.URIs) > 0:
+		a.launchFetching(t) // downloads first, off the event loop
+		return
 	}
 	defer a.releaseSandbox(t)
+	a.startProcess(t, fail)
+}
+
+// startProcess prepares and starts a process task. A task whose URIs were
+// fetched is in a.tasks (TASK_STARTING) already and may have been killed
+// meanwhile; fail reports a launch that did not happen.
+func (a *Agent) startProcess(t *task, fail func(state mesos.TaskState, reason, msg string)) {
 	p, err := a.prepare(t)
 	if err != nil {
 		fail(mesos.TaskFailed, mesos.ReasonContainerLaunchFailed, err.Error())
@@ -111,8 +124,16 @@ func (a *Agent) launch(ctx context.Context, l *agent.Launch) {
 		fail(mesos.TaskLost, mesos.ReasonAgentRemoved, "Agent is shutting down")
 		return
 	}
+	if t.killing {
+		a.mu.Unlock()
+		p.abort()
+		fail(mesos.TaskKilled, mesos.ReasonTaskKilledDuringLaunch, "Task killed during launch")
+		return
+	}
 	a.tasks[t.info.TaskID.Value] = t
-	a.status(t, mesos.TaskStarting, "", "")
+	if t.state == mesos.TaskStaging {
+		a.status(t, mesos.TaskStarting, "", "")
+	}
 	if err := cmd.Start(); err != nil {
 		delete(a.tasks, t.info.TaskID.Value)
 		a.mu.Unlock()
@@ -206,7 +227,9 @@ func (a *Agent) prepare(t *task) (*preparedProcess, error) {
 		return nil, err
 	}
 	t.cred = cred
-	a.newSandbox(t)
+	if t.sandbox == "" { // else the fetcher made it
+		a.newSandbox(t)
+	}
 	if err := os.MkdirAll(t.sandbox, 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
@@ -428,9 +451,15 @@ func (a *Agent) kill(k *agent.Kill) {
 // terminate signals t's process group and escalates after grace. It does
 // not wait.
 func (a *Agent) terminate(t *task, grace time.Duration) {
+	if t.stopFetch != nil {
+		t.stopFetch() // still fetching: the launch sees t.killing
+	}
 	if t.ctr != nil {
 		a.wg.Add(1)
 		go a.stopContainer(t, grace)
+		return
+	}
+	if t.pid == 0 { // not started (fetching): nothing to signal
 		return
 	}
 	_ = syscall.Kill(-t.pid, syscall.SIGTERM)
