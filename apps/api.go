@@ -33,6 +33,7 @@ func (f *Framework) Handler() http.Handler {
 	mux.HandleFunc("POST /v2/apps", f.handleCreateApp)
 	mux.HandleFunc("/v2/apps/", f.handleApp)
 	mux.HandleFunc("GET /v2/tasks", f.handleTasks)
+	mux.HandleFunc("POST /v2/tasks/delete", f.handleDeleteTasks)
 	mux.HandleFunc("GET /v2/groups", f.handleGetGroup)
 	mux.HandleFunc("GET /v2/groups/{id...}", f.handleGetGroup)
 	mux.HandleFunc("POST /v2/groups", f.handleCreateGroup)
@@ -92,6 +93,8 @@ func writeError(w http.ResponseWriter, err error) {
 		writeJSON(w, http.StatusNotFound, marathon.Error{Message: strings.TrimPrefix(err.Error(), "apps: ")})
 	case errors.Is(err, errExists):
 		writeJSON(w, http.StatusConflict, marathon.Error{Message: strings.TrimPrefix(err.Error(), "apps: ")})
+	case errors.Is(err, errBadRequest):
+		writeJSON(w, http.StatusBadRequest, marathon.Error{Message: strings.TrimPrefix(err.Error(), "apps: bad request: ")})
 	default:
 		writeJSON(w, http.StatusInternalServerError, marathon.Error{Message: err.Error()})
 	}
@@ -220,7 +223,14 @@ func (f *Framework) handleApp(w http.ResponseWriter, r *http.Request) {
 			id, sub = strings.TrimSuffix(id, s), s
 		}
 	}
-	version := ""
+	version, taskID := "", ""
+	if i := strings.LastIndex(id, "/tasks/"); sub == "" && i >= 0 && r.Method == http.MethodDelete && !f.exists(id) {
+		// A task ID has no "/" (app path elements are joined by "_"); an
+		// app whose ID has a "tasks" element keeps its own path.
+		if t := id[i+len("/tasks/"):]; t != "" && !strings.Contains(t, "/") {
+			id, sub, taskID = id[:i], "/tasks", t
+		}
+	}
 	if i := strings.LastIndex(id, "/versions/"); sub == "" && i >= 0 {
 		// A version is a timestamp: it has no "/" and starts with a digit.
 		if v := id[i+len("/versions/"):]; v != "" && !strings.Contains(v, "/") && v[0] >= '0' && v[0] <= '9' {
@@ -230,7 +240,9 @@ func (f *Framework) handleApp(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case sub == "/versions" && r.Method == http.MethodGet:
 		f.handleVersions(w, r, id, version)
-	case sub == "/tasks" && r.Method == http.MethodGet:
+	case sub == "/tasks" && r.Method == http.MethodDelete:
+		f.handleKillAppTasks(w, r, id, taskID)
+	case sub == "/tasks" && r.Method == http.MethodGet && taskID == "":
 		tasks, err := f.appTasks(id)
 		if err != nil {
 			writeError(w, err)
@@ -281,11 +293,17 @@ func (f *Framework) handleApp(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *Framework) handleTasks(w http.ResponseWriter, r *http.Request) {
-	status := r.URL.Query().Get("status")
+	// ?status=running, or several: ?status[]=staging&status[]=running.
+	q := r.URL.Query()
+	statuses := append(q["status"], q["status[]"]...)
 	var out []marathon.Task
 	for _, a := range f.listApps("", true) {
 		for _, t := range a.Tasks {
-			if status == "" || strings.EqualFold(t.State, "TASK_"+status) {
+			keep := len(statuses) == 0
+			for _, s := range statuses {
+				keep = keep || strings.EqualFold(t.State, "TASK_"+s)
+			}
+			if keep {
 				out = append(out, t)
 			}
 		}
@@ -558,6 +576,14 @@ func (f *Framework) assignServicePorts(app *marathon.App, pending ...marathon.Ap
 		return v
 	}
 	return nil
+}
+
+// exists reports whether app id exists.
+func (f *Framework) exists(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.apps[id]
+	return ok
 }
 
 func (f *Framework) getApp(id string) (marathon.App, error) {

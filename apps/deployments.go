@@ -36,6 +36,9 @@ type deployment struct {
 	TotalSteps     int              `json:"totalSteps"`
 	CurrentActions []deployAction   `json:"currentActions"`
 	Steps          [][]deployAction `json:"steps"`
+	// ReadinessCheckResults are the latest readiness results of the new
+	// tasks of the deployment's apps (readiness.go).
+	ReadinessCheckResults []marathon.ReadinessCheckResult `json:"readinessCheckResults"`
 }
 
 type deployAction struct {
@@ -52,9 +55,11 @@ func (f *Framework) handleDeployments(w http.ResponseWriter, r *http.Request) {
 		}
 		d := byID[a.deployment]
 		if d == nil {
-			d = &deployment{ID: a.deployment, CurrentStep: 1, TotalSteps: 1, CurrentActions: []deployAction{}}
+			d = &deployment{ID: a.deployment, CurrentStep: 1, TotalSteps: 1, CurrentActions: []deployAction{},
+				ReadinessCheckResults: []marathon.ReadinessCheckResult{}}
 			byID[a.deployment] = d
 		}
+		d.ReadinessCheckResults = append(d.ReadinessCheckResults, a.readinessResults()...)
 		d.Version = max(d.Version, a.def.Version)
 		d.AffectedApps = append(d.AffectedApps, id)
 		d.CurrentActions = append(d.CurrentActions, deployAction{Action: "RestartApplication", App: id})
@@ -64,6 +69,13 @@ func (f *Framework) handleDeployments(w http.ResponseWriter, r *http.Request) {
 	for _, d := range byID {
 		sort.Strings(d.AffectedApps)
 		sort.Slice(d.CurrentActions, func(i, j int) bool { return d.CurrentActions[i].App < d.CurrentActions[j].App })
+		sort.Slice(d.ReadinessCheckResults, func(i, j int) bool {
+			ri, rj := d.ReadinessCheckResults[i], d.ReadinessCheckResults[j]
+			if ri.TaskID != rj.TaskID {
+				return ri.TaskID < rj.TaskID
+			}
+			return ri.Name < rj.Name
+		})
 		d.Steps = [][]deployAction{d.CurrentActions}
 		out = append(out, *d)
 	}

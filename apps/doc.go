@@ -18,5 +18,8 @@
 // /v2/queue), framework.go (the state and the event loop), api.go,
 // group_api.go, versions.go and deployments.go (handlers and the
 // operations behind them), events.go (/v2/events), front.go (the API on
-// standby masters). README.md has a picture of how it fits together.
+// standby masters), unreachable.go (unreachableStrategy: when a task on a
+// cut-off agent is replaced and forgotten), readiness.go (the readiness
+// checks the framework runs itself during deployments), tasks.go (killing
+// tasks through the API). README.md has a picture of how it fits together.
 package apps

@@ -64,6 +64,9 @@ type Config struct {
 	Version string
 	// UI, when set, is served under /ui/ (the apps page).
 	UI http.Handler
+	// Clock is the time source of unreachableStrategy and of readiness
+	// check intervals (nil: time.Now); tests move it by hand.
+	Clock func() time.Time
 }
 
 const (
@@ -90,6 +93,8 @@ type Framework struct {
 	frameworkID string
 	connected   bool
 	wantOffers  bool // demand appeared since the last REVIVE
+
+	probe *http.Client // readiness checks
 }
 
 type appState struct {
@@ -109,6 +114,9 @@ type appState struct {
 	halted bool
 	// offers summarises the offers processed for the app (/v2/queue).
 	offers offerStats
+	// expunged are tasks forgotten after unreachableStrategy's
+	// expungeAfterSeconds: killed if they ever report again.
+	expunged map[string]bool
 }
 
 // configVersion is the version of an app's definition that tasks carry:
@@ -137,9 +145,11 @@ func (a *appState) rollout() rollout {
 		if !t.active() {
 			continue
 		}
-		// Ready: running and, with a health check, healthy.
+		// Ready: running and, with a health check, healthy; a new task
+		// also passed its readiness checks.
 		ready := t.state == mesos.TaskRunning && (!checked || (t.healthy != nil && *t.healthy))
 		if t.version == cur {
+			ready = ready && (len(a.def.ReadinessChecks) == 0 || t.ready)
 			r.New++
 			if ready {
 				r.NewReady++
@@ -168,12 +178,22 @@ type taskState struct {
 	// unconfirmed marks a task loaded from the Store that the master has
 	// not reported on yet; it is reconciled explicitly until it is.
 	unconfirmed bool
+	// unreachableSince is when the task was first reported unreachable
+	// (zero while it is not); inactive marks it replaced (see
+	// unreachable.go).
+	unreachableSince time.Time
+	inactive         bool
+	// ready latches once every readiness check passed; checks holds each
+	// check's latest result and next due time (see readiness.go).
+	ready  bool
+	checks map[string]*readinessState
 }
 
 // active reports whether a task counts as an instance: launched, not
-// being killed, not finished, not cut off on an unreachable agent.
+// being killed, not finished, not unreachable past its app's
+// inactiveAfterSeconds.
 func (t *taskState) active() bool {
-	return !t.killing && !t.state.Terminal() && t.state != mesos.TaskUnreachable
+	return !t.killing && !t.state.Terminal() && !t.inactive
 }
 
 // storedTask is the instance record kept in the Store from launch to end,
@@ -189,6 +209,20 @@ type storedTask struct {
 	Attrs   map[string]string `json:"attributes,omitempty"`
 	Staged  time.Time         `json:"staged"`
 	Version string            `json:"version"`
+	// UnreachableSince is kept while the task is unreachable, so that
+	// unreachableStrategy's clock survives a restart or failover.
+	UnreachableSince *time.Time `json:"unreachable_since,omitempty"`
+}
+
+// recordOf is the instance record of task t of app appID. Caller holds mu.
+func recordOf(appID string, t *taskState) storedTask {
+	r := storedTask{ID: t.id, AppID: appID, AgentID: t.agentID, Host: t.host, Ports: t.ports, Attrs: t.attrs,
+		Staged: t.staged, Version: t.version}
+	if !t.unreachableSince.IsZero() {
+		since := t.unreachableSince
+		r.UnreachableSince = &since
+	}
+	return r
 }
 
 // Run serves the API and runs the framework until ctx is done.
@@ -221,8 +255,11 @@ func New(ctx context.Context, cfg Config) (*Framework, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
 	f := &Framework{cfg: cfg, log: log.With("component", "apps"), apps: map[string]*appState{}, groups: map[string]groupRecord{},
-		versions: map[string][]string{}, metrics: newMetrics(cfg.Registerer)}
+		versions: map[string][]string{}, metrics: newMetrics(cfg.Registerer), probe: newProbeClient()}
 	stored, err := cfg.Store.List(ctx, keyApps)
 	if err != nil {
 		return nil, fmt.Errorf("apps: load apps: %w", err)
@@ -261,8 +298,13 @@ func New(ctx context.Context, cfg Config) (*Framework, error) {
 			continue
 		}
 		if a := f.apps[st.AppID]; a != nil {
-			a.tasks[st.ID] = &taskState{id: st.ID, agentID: st.AgentID, host: st.Host, ports: st.Ports, attrs: st.Attrs,
+			t := &taskState{id: st.ID, agentID: st.AgentID, host: st.Host, ports: st.Ports, attrs: st.Attrs,
 				state: mesos.TaskStaging, staged: st.Staged, version: st.Version, unconfirmed: true}
+			if st.UnreachableSince != nil {
+				// Unreachable when last known: its strategy's clock runs on.
+				t.state, t.unreachableSince = mesos.TaskUnreachable, *st.UnreachableSince
+			}
+			a.tasks[st.ID] = t
 		}
 	}
 	if ids, err := cfg.Store.List(ctx, keyFramework); err == nil {
@@ -304,6 +346,7 @@ func (f *Framework) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { f.subscribeLoop(gctx); return nil })
 	g.Go(func() error { f.tickLoop(gctx); return nil })
+	g.Go(func() error { f.readinessLoop(gctx); return nil })
 	return g.Wait()
 }
 
@@ -353,6 +396,7 @@ func (f *Framework) tickLoop(ctx context.Context) {
 		if revive {
 			f.call(ctx, mesos.Call{Type: mesos.CallRevive})
 		}
+		f.sweepUnreachable(ctx)
 		f.rollStep(ctx)
 		// Mesos' reconciliation algorithm: ask again about tasks the master
 		// has not answered for (their agent may still be coming back).
@@ -477,13 +521,9 @@ func (f *Framework) offer(ctx context.Context, o mesos.Offer) {
 			Host: o.Hostname, Ports: l.HostPorts, Attrs: l.Place.Attrs, Staged: now, Version: configVersion(a.def)})
 	}
 	f.mu.Unlock()
-	// The record is durable before the launch is sent.
-	for _, r := range records {
-		b, _ := json.Marshal(r)
-		if err := f.cfg.Store.Put(ctx, keyTasks+r.ID, b); err != nil {
-			f.log.Error("could not persist task record; launching anyway", "task_id", r.ID, "err", err)
-		}
-	}
+	// The records are durable before the launch is sent: in one write
+	// when the store can (an offer may carry hundreds of launches).
+	f.persistRecords(ctx, records)
 	if len(launches) == 0 {
 		refuse := refuseSeconds
 		f.metrics.declined.Inc()
@@ -502,6 +542,32 @@ func (f *Framework) offer(ctx context.Context, o mesos.Offer) {
 		Filters:    &mesos.Filters{RefuseSeconds: &refuse}}})
 }
 
+// batchPutter is a Store that writes many keys at once (coord.Bolt).
+type batchPutter interface {
+	PutAll(ctx context.Context, kv map[string][]byte) error
+}
+
+// persistRecords stores launch records, failures logged: the launch goes
+// ahead (reconciliation finds the task either way).
+func (f *Framework) persistRecords(ctx context.Context, records []storedTask) {
+	if bp, ok := f.cfg.Store.(batchPutter); ok && len(records) > 1 {
+		kv := make(map[string][]byte, len(records))
+		for _, r := range records {
+			kv[keyTasks+r.ID], _ = json.Marshal(r)
+		}
+		if err := bp.PutAll(ctx, kv); err != nil {
+			f.log.Error("could not persist task records; launching anyway", "tasks", len(records), "err", err)
+		}
+		return
+	}
+	for _, r := range records {
+		b, _ := json.Marshal(r)
+		if err := f.cfg.Store.Put(ctx, keyTasks+r.ID, b); err != nil {
+			f.log.Error("could not persist task record; launching anyway", "task_id", r.ID, "err", err)
+		}
+	}
+}
+
 // update applies a task status, acknowledges it, and kills tasks nobody wants.
 func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 	id := st.TaskID.Value
@@ -512,7 +578,7 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 	var t *taskState
 	if a != nil {
 		t = a.tasks[id]
-		if t == nil && !st.State.Terminal() && st.AgentID != nil {
+		if t == nil && !st.State.Terminal() && st.AgentID != nil && !a.expunged[id] {
 			// A task we launched before a restart: adopt it.
 			t = &taskState{id: id, agentID: st.AgentID.Value, state: st.State, staged: time.Now(), version: configVersion(a.def)}
 			a.tasks[id] = t
@@ -521,13 +587,17 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 	}
 	gone := st.State.Terminal() || st.State == mesos.TaskUnknown
 	var prevHealthy *bool
+	var rewrite *storedTask // the record, when its unreachable time changed
 	if t != nil {
 		prevHealthy = t.healthy
 	}
 	switch {
 	case t == nil:
-		// Not ours (its app is gone): it must not run.
+		// Not ours (its app is gone, or it was expunged): it must not run.
 		kill = !gone
+		if gone && a != nil {
+			delete(a.expunged, id) // over: nothing left to kill
+		}
 	case gone:
 		delete(a.tasks, id)
 		if !t.killing {
@@ -537,6 +607,24 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 	default:
 		t.unconfirmed = false
 		t.state = st.State
+		if st.State == mesos.TaskUnreachable {
+			if t.unreachableSince.IsZero() {
+				t.unreachableSince = f.cfg.Clock()
+				r := recordOf(appID, t)
+				rewrite = &r
+				p := policyOf(&a.def)
+				f.log.Info("task unreachable", "app", appID, "task_id", id, "replace_disabled", p.disabled, "inactive_after", p.inactive, "expunge_after", p.purge)
+			}
+		} else if !t.unreachableSince.IsZero() {
+			// Back from a partition: it counts again, and scaleDown kills
+			// the surplus by killSelection.
+			f.log.Info("unreachable task is back", "app", appID, "task_id", id, "state", st.State, "replaced", t.inactive)
+			t.unreachableSince, t.inactive = time.Time{}, false
+			r := recordOf(appID, t)
+			rewrite = &r
+			f.wantOffers = true
+			f.metrics.unreachable.WithLabelValues("back").Inc()
+		}
 		if st.State == mesos.TaskRunning && t.started.IsZero() {
 			t.started = time.Now()
 			a.delay, a.delayUntil = 0, time.Time{}
@@ -575,12 +663,20 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 		if err := f.cfg.Store.Delete(ctx, keyTasks+id); err != nil {
 			f.log.Error("could not delete task record", "task_id", id, "err", err)
 		}
+	} else if rewrite != nil {
+		b, _ := json.Marshal(rewrite)
+		if err := f.cfg.Store.Put(ctx, keyTasks+id, b); err != nil {
+			f.log.Error("could not update task record", "task_id", id, "err", err)
+		}
 	}
 	if len(st.UUID) > 0 && st.AgentID != nil {
 		f.call(ctx, mesos.Call{Type: mesos.CallAcknowledge, Acknowledge: &mesos.Acknowledge{AgentID: *st.AgentID, TaskID: st.TaskID, UUID: st.UUID}})
 	}
 	if kill {
 		f.call(ctx, mesos.Call{Type: mesos.CallKill, Kill: &mesos.Kill{TaskID: st.TaskID, AgentID: st.AgentID}})
+	}
+	if st.State == mesos.TaskUnreachable {
+		f.sweepUnreachable(ctx) // inactiveAfterSeconds 0 replaces at once
 	}
 	f.rollStep(ctx)
 	f.scaleDown(ctx)
@@ -619,7 +715,21 @@ func (f *Framework) scaleDown(ctx context.Context) {
 		if surplus <= 0 {
 			continue
 		}
+		// As Marathon: unreachable instances go first, then those not yet
+		// running, then killSelection decides.
+		rank := func(t *taskState) int {
+			switch t.state {
+			case mesos.TaskUnreachable:
+				return 0
+			case mesos.TaskRunning:
+				return 2
+			}
+			return 1
+		}
 		sort.Slice(active, func(i, j int) bool {
+			if ri, rj := rank(active[i]), rank(active[j]); ri != rj {
+				return ri < rj
+			}
 			if a.def.KillSelection == "OLDEST_FIRST" {
 				return active[i].staged.Before(active[j].staged)
 			}
@@ -650,7 +760,7 @@ func (f *Framework) rollStep(ctx context.Context) {
 			continue
 		}
 		if r.Old == 0 {
-			if a.deployment != "" && r.NewReady >= r.Instances {
+			if a.deployment != "" && r.NewReady >= r.Instances && !a.oldAlive() {
 				f.log.Info("deployment finished", "app", id, "deployment", a.deployment, "took", time.Since(a.deployedAt).Round(time.Millisecond))
 				f.events.publish("deployment_success", map[string]any{"id": a.deployment, "plan": map[string]any{"id": a.deployment, "version": a.def.Version}})
 				a.deployment, a.prevDef = "", nil
@@ -683,6 +793,19 @@ func (f *Framework) rollStep(ctx context.Context) {
 	}
 	f.mu.Unlock()
 	f.killTasks(ctx, kills)
+}
+
+// oldAlive reports whether a task of an older version is still there
+// (being killed): a deployment ends, as Marathon's does, once every old
+// task is gone. Caller holds mu.
+func (a *appState) oldAlive() bool {
+	cur := configVersion(a.def)
+	for _, t := range a.tasks {
+		if t.version != cur && !t.state.Terminal() && !t.inactive {
+			return true
+		}
+	}
+	return false
 }
 
 // killTasks marks tasks killing and asks the master to kill them.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -106,12 +107,17 @@ func (f *Framework) RunBehind(ctx context.Context, front *Front) error {
 	}))
 	defer front.Lead(nil)
 	f.log.Info("Marathon API served by this master while it leads", "addr", f.cfg.Listen)
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		f.tickLoop(ctx)
 	}()
+	go func() {
+		defer wg.Done()
+		f.readinessLoop(ctx)
+	}()
 	f.subscribeLoop(ctx)
-	<-done
+	wg.Wait()
 	return nil
 }

@@ -17,12 +17,14 @@ func TestMetricNames(t *testing.T) {
 	m.updates.WithLabelValues("TASK_RUNNING").Inc()
 	m.requests.WithLabelValues("GET", "200").Inc()
 	m.unused.WithLabelValues(reasonConstraint).Inc()
+	m.readiness.WithLabelValues("ready").Inc()
+	m.unreachable.WithLabelValues("inactive").Inc()
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fams) != 5 {
-		t.Fatalf("%d metric families, want 5", len(fams))
+	if len(fams) != 7 {
+		t.Fatalf("%d metric families, want 7", len(fams))
 	}
 	problems, err := promlint.NewWithMetricFamilies(fams).Lint()
 	if err != nil {

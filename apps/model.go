@@ -157,6 +157,13 @@ func validate(app *marathon.App) error {
 		}
 	}
 	validateContainer(app, v)
+	switch app.KillSelection {
+	case "", "YOUNGEST_FIRST", "OLDEST_FIRST":
+	default:
+		v.add("/killSelection", "must be one of YOUNGEST_FIRST, OLDEST_FIRST")
+	}
+	validateUnreachable(app.UnreachableStrategy, v)
+	validateReadiness(app, v)
 	for i, c := range app.Constraints {
 		if _, err := parseConstraint(c); err != nil {
 			v.add(fmt.Sprintf("/constraints(%d)", i), err.Error())
@@ -199,6 +206,8 @@ func defaults(app *marathon.App) {
 	if app.KillSelection == "" {
 		app.KillSelection = "YOUNGEST_FIRST"
 	}
+	defaultUnreachable(app)
+	defaultReadiness(app)
 }
 
 // decodeApp decodes a request body into an app, turning JSON type errors
@@ -289,6 +298,12 @@ func merge(cur marathon.App, upd marathon.App) (marathon.App, bool) {
 	}
 	if upd.KillSelection != "" {
 		out.KillSelection = upd.KillSelection
+	}
+	if upd.UnreachableStrategy != nil {
+		out.UnreachableStrategy = upd.UnreachableStrategy
+	}
+	if upd.ReadinessChecks != nil {
+		out.ReadinessChecks = upd.ReadinessChecks
 	}
 	out.RequirePorts = upd.RequirePorts || (cur.RequirePorts && upd.PortDefinitions == nil)
 	after, _ := json.Marshal(specOf(out))

@@ -76,6 +76,30 @@ func (b *Bolt) Put(ctx context.Context, key string, value []byte) error {
 	return nil
 }
 
+// PutAll stores every key of kv in one fsynced transaction: all or
+// nothing.
+func (b *Bolt) PutAll(ctx context.Context, kv map[string][]byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucket)
+		for k, v := range kv {
+			if v == nil {
+				v = []byte{}
+			}
+			if err := bk.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("coord: put %d keys: %w", len(kv), err)
+	}
+	return nil
+}
+
 // Delete removes key; deleting a missing key is not an error.
 func (b *Bolt) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {

@@ -411,7 +411,9 @@ func (c *haCluster) deployWeb(id, vhost string, instances int, unique bool) []st
 		"cmd":             `echo "hello from $MESOS_TASK_ID" > index.html && exec python3 -m http.server --bind 0.0.0.0 $PORT0`,
 		"portDefinitions": []map[string]any{{"port": 0}},
 		"healthChecks":    []map[string]any{{"protocol": "MESOS_HTTP", "path": "/", "portIndex": 0, "intervalSeconds": 1, "gracePeriodSeconds": 10}},
-		"labels":          map[string]string{"HAPROXY_0_VHOST": vhost}}
+		"labels":          map[string]string{"HAPROXY_0_VHOST": vhost},
+		// Replace an unreachable instance at once (Marathon's default waits 300 s).
+		"unreachableStrategy": map[string]int{"inactiveAfterSeconds": 0, "expungeAfterSeconds": 600}}
 	if unique {
 		app["constraints"] = [][]string{{"hostname", "UNIQUE"}}
 	}

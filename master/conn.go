@@ -12,7 +12,10 @@ import (
 
 // queueLen bounds each stream's outbound queue. A client that falls this
 // far behind is cut off rather than allowed to hold memory or the lock.
-const queueLen = 4096
+// It is sized for bursts: launching 10 000 tasks sends a framework 10 000
+// updates within seconds, and cutting it off then would only make it
+// reconnect and receive them all again.
+const queueLen = 1 << 16
 
 // conn is one open streaming response (framework, agent or operator).
 type conn struct {

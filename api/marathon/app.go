@@ -20,6 +20,7 @@ type App struct {
 	Container             *Container        `json:"container,omitempty"`
 	Networks              []Network         `json:"networks,omitempty"`
 	HealthChecks          []HealthCheck     `json:"healthChecks,omitempty"`
+	ReadinessChecks       []ReadinessCheck  `json:"readinessChecks,omitempty"`
 	Dependencies          []string          `json:"dependencies,omitempty"`
 	UpgradeStrategy       *UpgradeStrategy  `json:"upgradeStrategy,omitempty"`
 	Labels                map[string]string `json:"labels,omitempty"`
@@ -27,9 +28,12 @@ type App struct {
 	BackoffFactor         *float64          `json:"backoffFactor,omitempty"`
 	MaxLaunchDelaySeconds *float64          `json:"maxLaunchDelaySeconds,omitempty"`
 	KillSelection         string            `json:"killSelection,omitempty"`
-	TaskKillGracePeriod   *float64          `json:"taskKillGracePeriodSeconds,omitempty"`
-	Version               string            `json:"version,omitempty"`
-	VersionInfo           *VersionInfo      `json:"versionInfo,omitempty"`
+	// UnreachableStrategy says when an instance on an unreachable agent is
+	// replaced and when it is forgotten (see UnreachableStrategy).
+	UnreachableStrategy *UnreachableStrategy `json:"unreachableStrategy,omitempty"`
+	TaskKillGracePeriod *float64             `json:"taskKillGracePeriodSeconds,omitempty"`
+	Version             string               `json:"version,omitempty"`
+	VersionInfo         *VersionInfo         `json:"versionInfo,omitempty"`
 
 	// Read-only fields in responses.
 	TasksStaged     int             `json:"tasksStaged"`
@@ -197,6 +201,16 @@ type AppsResponse struct {
 // TasksResponse wraps a list of tasks: GET /v2/tasks, /v2/apps/{id}/tasks.
 type TasksResponse struct {
 	Tasks []Task `json:"tasks"`
+}
+
+// TaskResponse wraps one task: DELETE /v2/apps/{id}/tasks/{taskId}.
+type TaskResponse struct {
+	Task Task `json:"task"`
+}
+
+// DeleteTasks is the body of POST /v2/tasks/delete.
+type DeleteTasks struct {
+	IDs []string `json:"ids"`
 }
 
 // DeploymentResult is the reply to a change: {"version":..., "deploymentId":...}.

@@ -31,6 +31,7 @@ Usage:
   keel master   [flags]   run a master (Mesos API :5050, Marathon API :8080)
   keel agent    [flags]   run an agent
   keel gateway  [flags]   run a node's DNS server and HTTP/TCP proxy
+  keel apps     [flags]   run the apps framework (Marathon API :8080) alone against a master
   keel version            print the version
 
 Run 'keel <command> --help' for a command's flags. Every flag can also be
@@ -55,6 +56,8 @@ func main() {
 		err = runAgent(ctx, args)
 	case "gateway":
 		err = runGateway(ctx, args)
+	case "apps":
+		err = runApps(ctx, args)
 	case "version", "--version", "-version":
 		fmt.Println("keel", version)
 	case "help", "--help", "-h", "-help":
