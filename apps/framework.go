@@ -93,6 +93,7 @@ type Framework struct {
 	frameworkID string
 	connected   bool
 	wantOffers  bool // demand appeared since the last REVIVE
+	suppressed  bool // SUPPRESS sent since the last REVIVE
 
 	probe *http.Client // readiness checks
 }
@@ -391,10 +392,21 @@ func (f *Framework) tickLoop(ctx context.Context) {
 		}
 		f.mu.Lock()
 		revive := f.connected && (f.wantOffers || len(f.needs(time.Now())) > 0)
+		// With nothing to launch, offers are suppressed (as Marathon
+		// does), so a big cluster does not flood the framework with
+		// offers it can only decline.
+		suppress := f.connected && !revive && !f.suppressed
 		f.wantOffers = false
+		if revive {
+			f.suppressed = false
+		} else if suppress {
+			f.suppressed = true
+		}
 		f.mu.Unlock()
 		if revive {
 			f.call(ctx, mesos.Call{Type: mesos.CallRevive})
+		} else if suppress {
+			f.call(ctx, mesos.Call{Type: mesos.CallSuppress})
 		}
 		f.sweepUnreachable(ctx)
 		f.rollStep(ctx)
@@ -424,7 +436,7 @@ func (f *Framework) handle(ctx context.Context, ev mesos.Event) {
 	case mesos.EventSubscribed:
 		id := ev.Subscribed.FrameworkID.Value
 		f.mu.Lock()
-		f.frameworkID, f.connected, f.wantOffers = id, true, true
+		f.frameworkID, f.connected, f.wantOffers, f.suppressed = id, true, true, false
 		f.mu.Unlock()
 		if err := f.cfg.Store.Put(ctx, keyFramework, []byte(id)); err != nil {
 			f.log.Error("could not persist framework ID", "err", err)
@@ -438,8 +450,18 @@ func (f *Framework) handle(ctx context.Context, ev mesos.Event) {
 		f.call(ctx, mesos.Call{Type: mesos.CallReconcile, Reconcile: &mesos.Reconcile{}})
 		f.call(ctx, mesos.Call{Type: mesos.CallRevive})
 	case mesos.EventOffers:
+		// Offers nothing fits on are declined together: one call for a
+		// whole cycle's offers, not one per agent.
+		var declined []mesos.ID
 		for _, o := range ev.Offers.Offers {
-			f.offer(ctx, o)
+			if !f.offer(ctx, o) {
+				declined = append(declined, o.ID)
+			}
+		}
+		if len(declined) > 0 {
+			refuse := refuseSeconds
+			f.metrics.declined.Add(float64(len(declined)))
+			f.call(ctx, mesos.Call{Type: mesos.CallDecline, Decline: &mesos.Decline{OfferIDs: declined, Filters: &mesos.Filters{RefuseSeconds: &refuse}}})
 		}
 	case mesos.EventUpdate:
 		f.update(ctx, ev.Update.Status)
@@ -499,8 +521,9 @@ func (f *Framework) needs(now time.Time) []need {
 	return out
 }
 
-// offer launches what fits on o, or declines it.
-func (f *Framework) offer(ctx context.Context, o mesos.Offer) {
+// offer launches what fits on o and reports whether it used it; the
+// caller declines the offers it did not.
+func (f *Framework) offer(ctx context.Context, o mesos.Offer) bool {
 	now := time.Now()
 	f.mu.Lock()
 	launches, results := place(o, f.needs(now), newTaskID)
@@ -525,21 +548,24 @@ func (f *Framework) offer(ctx context.Context, o mesos.Offer) {
 	// when the store can (an offer may carry hundreds of launches).
 	f.persistRecords(ctx, records)
 	if len(launches) == 0 {
-		refuse := refuseSeconds
-		f.metrics.declined.Inc()
-		f.call(ctx, mesos.Call{Type: mesos.CallDecline, Decline: &mesos.Decline{OfferIDs: []mesos.ID{o.ID}, Filters: &mesos.Filters{RefuseSeconds: &refuse}}})
-		return
+		return false
 	}
 	var infos []mesos.TaskInfo
-	for _, l := range launches {
+	for i, l := range launches {
 		infos = append(infos, l.Task)
-		f.log.Info("launching task", "app", l.AppID, "task_id", l.Task.TaskID.Value, "agent", o.Hostname, "ports", l.HostPorts)
+		if i < 10 {
+			f.log.Info("launching task", "app", l.AppID, "task_id", l.Task.TaskID.Value, "agent", o.Hostname, "ports", l.HostPorts)
+		}
+	}
+	if len(launches) > 10 {
+		f.log.Info("launching more tasks on the same offer", "agent", o.Hostname, "tasks", len(launches)-10)
 	}
 	f.metrics.launches.Add(float64(len(infos)))
 	refuse := 0.0
 	f.call(ctx, mesos.Call{Type: mesos.CallAccept, Accept: &mesos.Accept{OfferIDs: []mesos.ID{o.ID},
 		Operations: []mesos.Operation{{Type: mesos.OperationLaunch, Launch: &mesos.Launch{TaskInfos: infos}}},
 		Filters:    &mesos.Filters{RefuseSeconds: &refuse}}})
+	return true
 }
 
 // batchPutter is a Store that writes many keys at once (coord.Bolt).
@@ -678,8 +704,10 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 	if st.State == mesos.TaskUnreachable {
 		f.sweepUnreachable(ctx) // inactiveAfterSeconds 0 replaces at once
 	}
-	f.rollStep(ctx)
-	f.scaleDown(ctx)
+	// Only this task's app can have changed: stepping every app on every
+	// update made a burst of n launches cost O(n^2).
+	f.rollStepOf(ctx, appID)
+	f.scaleDownOf(ctx, appID)
 }
 
 // backoff records a failure and delays the app's next launch:
@@ -698,10 +726,16 @@ func (f *Framework) backoff(a *appState, t *taskState, st mesos.TaskStatus) {
 }
 
 // scaleDown kills surplus instances (youngest first by default).
-func (f *Framework) scaleDown(ctx context.Context) {
+func (f *Framework) scaleDown(ctx context.Context) { f.scaleDownOf(ctx, "") }
+
+// scaleDownOf is scaleDown for one app ("" for all).
+func (f *Framework) scaleDownOf(ctx context.Context, only string) {
 	var kills []mesos.Kill
 	f.mu.Lock()
-	for _, a := range f.apps {
+	for id, a := range f.apps {
+		if only != "" && id != only {
+			continue
+		}
 		if a.rollout().Old > 0 {
 			continue // a rolling upgrade decides what goes
 		}
@@ -751,10 +785,16 @@ func (f *Framework) scaleDown(ctx context.Context) {
 // rollStep advances every rolling upgrade: it kills the old tasks the plan
 // lets go (those not ready first, then the oldest) and ends deployments
 // that are done. Launches happen on offers (needs).
-func (f *Framework) rollStep(ctx context.Context) {
+func (f *Framework) rollStep(ctx context.Context) { f.rollStepOf(ctx, "") }
+
+// rollStepOf is rollStep for one app ("" for all).
+func (f *Framework) rollStepOf(ctx context.Context, only string) {
 	var kills []*taskState
 	f.mu.Lock()
 	for id, a := range f.apps {
+		if only != "" && id != only {
+			continue
+		}
 		r := a.rollout()
 		if a.halted {
 			continue

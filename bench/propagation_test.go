@@ -177,15 +177,19 @@ func freePort(b testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// launched is one LAUNCH an agent received.
+type launched struct{ task, framework string }
+
 // benchAgent plays an agent over the agent protocol.
 type benchAgent struct {
 	url, id, stream string
-	launches        chan string
+	launches        chan launched
+	pings           chan struct{}
 	fid             string
 }
 
 func newAgent(b testing.TB, ctx context.Context, url string) *benchAgent {
-	a := &benchAgent{url: url, launches: make(chan string, 16)}
+	a := &benchAgent{url: url, launches: make(chan launched, 16), pings: make(chan struct{}, 1)}
 	res, _ := mesos.ParseResources("cpus:1000;mem:1000;ports:[1-65535]")
 	body, _ := json.Marshal(agent.Call{Type: agent.CallSubscribe, Subscribe: &agent.Subscribe{
 		AgentInfo: mesos.AgentInfo{Hostname: "bench", Resources: res}, IP: "127.0.0.1"}})
@@ -203,8 +207,12 @@ func newAgent(b testing.TB, ctx context.Context, url string) *benchAgent {
 			a.id = ev.Subscribed.AgentID.Value
 			close(ready)
 		case agent.EventLaunch:
-			a.fid = ev.Launch.FrameworkID.Value
-			a.launches <- ev.Launch.Task.TaskID.Value
+			a.launches <- launched{task: ev.Launch.Task.TaskID.Value, framework: ev.Launch.FrameworkID.Value}
+		case agent.EventPing:
+			select {
+			case a.pings <- struct{}{}:
+			default:
+			}
 		}
 	})
 	<-ready
@@ -214,9 +222,10 @@ func newAgent(b testing.TB, ctx context.Context, url string) *benchAgent {
 func (a *benchAgent) waitLaunch(b testing.TB, id string) {
 	select {
 	case got := <-a.launches:
-		if got != id {
-			b.Fatalf("launched %s, want %s", got, id)
+		if got.task != id {
+			b.Fatalf("launched %s, want %s", got.task, id)
 		}
+		a.fid = got.framework
 	case <-time.After(10 * time.Second):
 		b.Fatal("no launch")
 	}

@@ -36,12 +36,14 @@ func (m *Master) allocate(now time.Time) {
 	}
 	st := allocator.State{Now: now, Weights: m.cfg.Weights, Quota: m.allocatorQuota()}
 	// What each framework holds per role: its live tasks and its offers.
+	// (Appended raw and normalised once: Plus per task would make each
+	// cycle cost O(tasks) normalisations under the lock.)
 	byRole := map[string]map[string]mesos.Resources{}
 	hold := func(fid, role string, r mesos.Resources) {
 		if byRole[fid] == nil {
 			byRole[fid] = map[string]mesos.Resources{}
 		}
-		byRole[fid][role] = byRole[fid][role].Plus(r)
+		byRole[fid][role] = append(byRole[fid][role], r...)
 	}
 	for _, t := range m.tasks {
 		if !t.task.State.Terminal() {
@@ -50,6 +52,11 @@ func (m *Master) allocate(now time.Time) {
 	}
 	for _, o := range m.offers {
 		hold(o.offer.FrameworkID.Value, o.role, o.offer.Resources)
+	}
+	for _, roles := range byRole {
+		for role, rs := range roles {
+			roles[role] = rs.Normalize()
+		}
 	}
 	for id, a := range m.agents {
 		if a.conn == nil {
