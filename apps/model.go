@@ -61,6 +61,16 @@ func normalizeID(id string) string {
 // defaults. It returns a *validationError listing every bad field.
 func validate(app *marathon.App) error {
 	v := &validationError{}
+	for i, f := range app.Fetch {
+		if strings.TrimSpace(f.URI) == "" {
+			v.add(fmt.Sprintf("/fetch(%d)/uri", i), "must not be empty")
+		}
+	}
+	for i, u := range app.URIs {
+		if strings.TrimSpace(u) == "" {
+			v.add(fmt.Sprintf("/uris(%d)", i), "must not be empty")
+		}
+	}
 	app.ID = normalizeID(app.ID)
 	if app.ID == "" {
 		v.add("/id", "must not be empty")

@@ -136,3 +136,21 @@ func TestHealthCheckTranslation(t *testing.T) {
 		t.Fatalf("bad protocol: %v", err)
 	}
 }
+
+// Marathon's fetch and uris reach the TaskInfo as CommandInfo.uris, with
+// extract left to the agent's default unless the app says false.
+func TestFetchURIs(t *testing.T) {
+	no := false
+	app := &marathon.App{URIs: []string{"http://x/a.tgz"}, Fetch: []marathon.Fetch{
+		{URI: "http://x/bin", Executable: true, Extract: &no, OutputFile: "tool"}, {URI: "http://x/c.zip", Cache: true}}}
+	got := fetchURIs(app)
+	if len(got) != 3 || got[0].Value != "http://x/a.tgz" || got[0].Extract != nil ||
+		!got[1].Executable || got[1].Extract == nil || *got[1].Extract || got[1].OutputFile != "tool" || !got[2].Cache {
+		t.Fatalf("uris: %+v", got)
+	}
+	bad := &marathon.App{ID: "/a", Cmd: func() *string { s := "true"; return &s }(), Fetch: []marathon.Fetch{{URI: " "}}}
+	defaults(bad)
+	if err := validate(bad); err == nil || !strings.Contains(err.Error(), "fetch(0)") {
+		t.Fatalf("empty fetch uri: %v", err)
+	}
+}

@@ -206,6 +206,7 @@ func taskInfo(app *marathon.App, offer mesos.Offer, taskID string, res mesos.Res
 	}
 
 	cmd := &mesos.CommandInfo{Environment: &mesos.Environment{Variables: vars}, User: app.User}
+	cmd.URIs = fetchURIs(app)
 	docker := isDocker(app)
 	switch {
 	case app.Cmd != nil:
@@ -308,3 +309,18 @@ func healthCheck(app *marathon.App, hostPorts []int) *mesos.HealthCheck {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// fetchURIs turns an app's fetch list (and the older uris) into the URIs
+// the agent downloads into the sandbox before the task starts; archives
+// are extracted unless a fetch entry says extract: false (Marathon's
+// default).
+func fetchURIs(app *marathon.App) []mesos.URI {
+	var out []mesos.URI
+	for _, u := range app.URIs {
+		out = append(out, mesos.URI{Value: u})
+	}
+	for _, f := range app.Fetch {
+		out = append(out, mesos.URI{Value: f.URI, Executable: f.Executable, Extract: f.Extract, Cache: f.Cache, OutputFile: f.OutputFile})
+	}
+	return out
+}

@@ -49,7 +49,7 @@ type App struct {
 type Fetch struct {
 	URI        string `json:"uri"`
 	Executable bool   `json:"executable,omitempty"`
-	Extract    bool   `json:"extract,omitempty"`
+	Extract    *bool  `json:"extract,omitempty"` // default true, as Marathon
 	Cache      bool   `json:"cache,omitempty"`
 	OutputFile string `json:"outputFile,omitempty"`
 }
