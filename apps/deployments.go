@@ -117,6 +117,8 @@ func (f *Framework) CancelDeployment(ctx context.Context, id string, force bool)
 		}
 		f.mu.Unlock()
 		f.log.Info("deployment stopped", "deployment", id, "apps", len(apps))
+		f.events.publish("deployment_failed", map[string]any{"id": id, "plan": map[string]any{"id": id},
+			"reason": "stopped with DELETE /v2/deployments/" + id + "?force=true"})
 		return marathon.DeploymentResult{}, nil
 	}
 	now := f.newVersion()

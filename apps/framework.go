@@ -568,6 +568,45 @@ func (f *Framework) offer(ctx context.Context, o mesos.Offer) bool {
 	return true
 }
 
+// instanceCondition is Marathon's name for a task state in
+// instance_changed_event.
+func instanceCondition(s mesos.TaskState) string {
+	switch s {
+	case mesos.TaskStaging:
+		return "Staging"
+	case mesos.TaskStarting:
+		return "Starting"
+	case mesos.TaskRunning:
+		return "Running"
+	case mesos.TaskKilling:
+		return "Killing"
+	case mesos.TaskKilled:
+		return "Killed"
+	case mesos.TaskFinished:
+		return "Finished"
+	case mesos.TaskFailed:
+		return "Failed"
+	case mesos.TaskError:
+		return "Error"
+	case mesos.TaskUnreachable:
+		return "Unreachable"
+	case mesos.TaskGone:
+		return "Gone"
+	case mesos.TaskDropped:
+		return "Dropped"
+	}
+	return "Unknown"
+}
+
+// instanceGoal is Marathon's goal of an instance: Running, or Stopped
+// once it is being killed or has ended.
+func instanceGoal(t *taskState, gone bool) string {
+	if t.killing || gone {
+		return "Stopped"
+	}
+	return "Running"
+}
+
 // batchPutter is a Store that writes many keys at once (coord.Bolt).
 type batchPutter interface {
 	PutAll(ctx context.Context, kv map[string][]byte) error
@@ -679,9 +718,17 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 		ev := map[string]any{"slaveId": t.agentID, "taskId": id, "taskStatus": string(st.State), "message": st.Message,
 			"appId": appID, "host": t.host, "ports": t.ports, "version": t.version}
 		f.events.publish("status_update_event", ev)
+		ts := time.Now().UTC().Format(timeFormat)
+		f.events.publish("instance_changed_event", map[string]any{"instanceId": id, "condition": instanceCondition(st.State),
+			"runSpecId": appID, "agentId": t.agentID, "host": t.host, "runSpecVersion": t.version, "timestamp": ts,
+			"goal": instanceGoal(t, gone)})
 		if st.Healthy != nil && (prevHealthy == nil || *prevHealthy != *st.Healthy) {
 			f.events.publish("health_status_changed_event", map[string]any{"appId": appID, "taskId": id,
-				"instanceId": id, "version": t.version, "alive": *st.Healthy})
+				"instanceId": id, "version": t.version, "alive": *st.Healthy, "timestamp": ts})
+			if !*st.Healthy && a != nil && len(a.def.HealthChecks) > 0 {
+				f.events.publish("failed_health_check_event", map[string]any{"appId": appID, "taskId": id,
+					"instanceId": id, "healthCheck": a.def.HealthChecks[0], "timestamp": ts})
+			}
 		}
 	}
 	f.mu.Unlock()
@@ -802,7 +849,10 @@ func (f *Framework) rollStepOf(ctx context.Context, only string) {
 		if r.Old == 0 {
 			if a.deployment != "" && r.NewReady >= r.Instances && !a.oldAlive() {
 				f.log.Info("deployment finished", "app", id, "deployment", a.deployment, "took", time.Since(a.deployedAt).Round(time.Millisecond))
-				f.events.publish("deployment_success", map[string]any{"id": a.deployment, "plan": map[string]any{"id": a.deployment, "version": a.def.Version}})
+				plan := map[string]any{"id": a.deployment, "version": a.def.Version}
+				f.events.publish("deployment_step_success", map[string]any{"plan": plan,
+					"currentStep": map[string]any{"actions": []map[string]any{{"action": "RestartApplication", "app": id}}}})
+				f.events.publish("deployment_success", map[string]any{"id": a.deployment, "plan": plan})
 				a.deployment, a.prevDef = "", nil
 			}
 			continue

@@ -261,3 +261,63 @@ func TestQueueAndLabelFilter(t *testing.T) {
 		}
 	}
 }
+
+// Marathon's instance_changed_event follows every status, and an
+// unhealthy result also gives failed_health_check_event.
+func TestInstanceAndHealthEvents(t *testing.T) {
+	ctx := context.Background()
+	m := &fakeMaster{}
+	f, err := New(ctx, Config{Master: m, Store: &memStore{m: map[string][]byte{}}, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(f.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v2/events?event_type=instance_changed_event&event_type=failed_health_check_event")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	next := func() (string, string) {
+		var ev string
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(line, "event: ") {
+				ev = strings.TrimSpace(strings.TrimPrefix(line, "event: "))
+			}
+			if strings.HasPrefix(line, "data: ") && ev != "event_stream_attached" {
+				return ev, line
+			}
+		}
+	}
+	cmd := "x"
+	f.handle(ctx, mesos.Event{Type: mesos.EventSubscribed, Subscribed: &mesos.Subscribed{FrameworkID: mesos.ID{Value: "FW"}}})
+	if _, err := f.CreateApp(ctx, marathon.App{ID: "/h", Cmd: &cmd, PortDefinitions: []marathon.PortDefinition{{}},
+		HealthChecks: []marathon.HealthCheck{{Protocol: "MESOS_HTTP", Path: "/"}}}); err != nil {
+		t.Fatal(err)
+	}
+	m.take()
+	f.handle(ctx, mesos.Event{Type: mesos.EventOffers, Offers: &mesos.Offers{Offers: []mesos.Offer{offer("o1")}}})
+	launched := m.take()
+	var id mesos.ID
+	for _, c := range launched {
+		if c.Type == mesos.CallAccept {
+			id = c.Accept.Operations[0].Launch.TaskInfos[0].TaskID
+		}
+	}
+	if id.Value == "" {
+		t.Fatalf("no launch: %s", types(launched))
+	}
+	no := false
+	f.handle(ctx, mesos.Event{Type: mesos.EventUpdate, Update: &mesos.Update{Status: mesos.TaskStatus{TaskID: id, State: mesos.TaskRunning, AgentID: mesos.NewID("A1"), Healthy: &no}}})
+	if ev, data := next(); ev != "instance_changed_event" || !strings.Contains(data, `"condition":"Running"`) || !strings.Contains(data, `"runSpecId":"/h"`) {
+		t.Fatalf("got %s %s", ev, data)
+	}
+	if ev, data := next(); ev != "failed_health_check_event" || !strings.Contains(data, id.Value) {
+		t.Fatalf("got %s %s", ev, data)
+	}
+}
