@@ -91,6 +91,8 @@ type Master struct {
 	info    mesos.MasterInfo
 	// idBase prefixes the IDs this term hands out.
 	idBase string
+	// term is the leadership this registry serves under.
+	term Term
 	start  time.Time
 
 	muxOnce sync.Once

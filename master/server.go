@@ -28,6 +28,9 @@ type Elector interface {
 type Term struct {
 	Ctx   context.Context
 	Store Store
+	// Leading, when set, is checked on every request as well: false the
+	// moment a frozen process wakes past its session, before Ctx ends.
+	Leading func() bool
 }
 
 // standalone is the Elector of a master without HA: it leads at once,
@@ -131,6 +134,7 @@ func Run(ctx context.Context, cfg Config) error {
 				return fmt.Errorf("master: campaign: %w", err)
 			}
 			m := newTerm(cfg, s.info, term.Store, s.metrics, log)
+			m.term = term
 			if err := m.recover(term.Ctx); err != nil {
 				if !ha {
 					return err
@@ -199,7 +203,9 @@ func (s *server) handler() http.Handler {
 		http.Redirect(w, r, "//"+net.JoinHostPort(leader.Address.Hostname, itoa(leader.Address.Port)), http.StatusTemporaryRedirect)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if m := s.cur.Load(); m != nil {
+		// A term whose context ended no longer serves, even before the
+		// campaign loop has noticed.
+		if m := s.cur.Load(); m != nil && m.leading() {
 			m.handler().ServeHTTP(w, r)
 			return
 		}
@@ -223,4 +229,12 @@ func (s *server) redirect(w http.ResponseWriter, r *http.Request) {
 		host = leader.Address.Hostname
 	}
 	http.Redirect(w, r, "http://"+net.JoinHostPort(host, itoa(leader.Address.Port))+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+}
+
+// leading reports whether m's term is still on.
+func (m *Master) leading() bool {
+	if m.term.Ctx != nil && m.term.Ctx.Err() != nil {
+		return false
+	}
+	return m.term.Leading == nil || m.term.Leading()
 }

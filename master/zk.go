@@ -79,7 +79,7 @@ func (z *ZKElector) Campaign(ctx context.Context, info mesos.MasterInfo) (Term, 
 			z.mu.Lock()
 			z.store = store
 			z.mu.Unlock()
-			return Term{Ctx: ev.Term.Context(), Store: store}, nil
+			return Term{Ctx: ev.Term.Context(), Store: store, Leading: ev.Term.Leading}, nil
 		}
 	}
 }
