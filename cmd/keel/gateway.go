@@ -30,7 +30,7 @@ type gatewayFlags struct {
 	httpsDefault                 string // httpsAddr's default: optional to bind
 	domain, group, serviceBind   string
 	resolvers, recursionAllowed  string
-	zoneResolvers                string
+	zoneResolvers, ipSources     string
 	rateLimit, rateLimitSlip     int
 	healthyOnly                  bool
 	ttl                          uint
@@ -54,6 +54,7 @@ func (f *gatewayFlags) register(fs *flag.FlagSet, loopback bool) {
 	fs.StringVar(&f.resolvers, "resolvers", "", "comma-separated upstream DNS servers (ip:port) for names outside the domain (default: the nameservers of /etc/resolv.conf)")
 	fs.StringVar(&f.recursionAllowed, "recursion_allowed", "", "comma-separated CIDRs of clients whose outside names are forwarded (default: loopback and private ranges)")
 	fs.StringVar(&f.zoneResolvers, "zone_resolvers", "", `comma-separated zone=ip:port pairs (a zone named twice gets both servers): names under a zone go to its servers, e.g. "consul=127.0.0.1:8600" (Mesos-DNS zoneResolvers)`)
+	fs.StringVar(&f.ipSources, "ip_sources", "netinfo,mesos,host", "where a task's A record comes from, in order: netinfo (container IPs), mesos, host (the agent's IP) (Mesos-DNS IPSources)")
 	fs.IntVar(&f.rateLimit, "dns_rate_limit", 0, "UDP responses per second per client /24 (IPv6 /56); 0 turns rate limiting off")
 	fs.IntVar(&f.rateLimitSlip, "dns_rate_limit_slip", 2, "with --dns_rate_limit, every Nth limited response is sent truncated instead of dropped (0: drop all)")
 	fs.BoolVar(&f.healthyOnly, "dns_healthy_only", true, "route and resolve only healthy tasks when they have health checks")
@@ -80,7 +81,12 @@ func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, leader
 	if err != nil {
 		return fmt.Errorf("--zone_resolvers: %w", err)
 	}
-	d, err := dns.New(dns.Config{ZoneResolvers: zones, RateLimit: f.rateLimit, RateLimitSlip: f.rateLimitSlip, Addr: f.dnsAddr, Domain: f.domain, TTL: uint32(f.ttl), HealthyOnly: f.healthyOnly,
+	for _, src := range splitList(f.ipSources) {
+		if src != "netinfo" && src != "mesos" && src != "host" {
+			return fmt.Errorf("--ip_sources: unknown source %q (want netinfo, mesos or host)", src)
+		}
+	}
+	d, err := dns.New(dns.Config{IPSources: splitList(f.ipSources), ZoneResolvers: zones, RateLimit: f.rateLimit, RateLimitSlip: f.rateLimitSlip, Addr: f.dnsAddr, Domain: f.domain, TTL: uint32(f.ttl), HealthyOnly: f.healthyOnly,
 		Resolvers: resolvers, RecursionAllowed: allowed, Registerer: reg, Logger: log, Version: version})
 	if err != nil {
 		return err
