@@ -47,10 +47,12 @@ type Detector struct {
 	log     *slog.Logger
 	client  *http.Client
 
-	mu      sync.Mutex
-	leader  mesos.MasterInfo
-	known   bool
-	changed chan struct{}
+	mu     sync.Mutex
+	leader mesos.MasterInfo
+	known  bool
+	// masterInfos are all contenders, leader first (zk:// mode).
+	masterInfos []mesos.MasterInfo
+	changed     chan struct{}
 }
 
 // NewDetector parses spec, zk://host:port,.../path or host:port,host:port.
@@ -159,19 +161,32 @@ func (d *Detector) readLeader(ctx context.Context, conn *zk.Conn, contenders []s
 		d.set(mesos.MasterInfo{}, false)
 		return nil
 	}
-	node := d.path + "/" + contenders[0]
-	data, err := call(ctx, func() ([]byte, error) {
-		b, _, err := conn.Get(node)
-		return b, err
-	})
-	if err != nil {
-		return err
+	// Every contender's node: the leader first, then the standbys, in
+	// sequence order (Mesos-DNS's master.mesos lists them all).
+	var all []mesos.MasterInfo
+	for i, c := range contenders {
+		node := d.path + "/" + c
+		data, err := call(ctx, func() ([]byte, error) {
+			b, _, err := conn.Get(node)
+			return b, err
+		})
+		if err != nil {
+			if i > 0 && errors.Is(err, zk.ErrNoNode) {
+				continue // a standby left as we read
+			}
+			return err
+		}
+		var info mesos.MasterInfo
+		if err := json.Unmarshal(data, &info); err != nil {
+			if i == 0 {
+				return fmt.Errorf("coord: leader node %s: %w", node, err)
+			}
+			continue
+		}
+		all = append(all, info)
 	}
-	var info mesos.MasterInfo
-	if err := json.Unmarshal(data, &info); err != nil {
-		return fmt.Errorf("coord: leader node %s: %w", node, err)
-	}
-	d.set(info, true)
+	d.setMasters(all)
+	d.set(all[0], true)
 	return nil
 }
 
@@ -252,6 +267,36 @@ func (d *Detector) set(info mesos.MasterInfo, known bool) {
 	d.changed = make(chan struct{})
 }
 
+// setMasters records every known master, leader first.
+func (d *Detector) setMasters(all []mesos.MasterInfo) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	same := len(all) == len(d.masterInfos)
+	for i := 0; same && i < len(all); i++ {
+		same = all[i].ID == d.masterInfos[i].ID && MasterURL(all[i]) == MasterURL(d.masterInfos[i])
+	}
+	if same {
+		return
+	}
+	d.masterInfos = all
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// Masters returns every master taking part in the election, the leader
+// first (with a host list: the leader only).
+func (d *Detector) Masters() []mesos.MasterInfo {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.masterInfos != nil {
+		return append([]mesos.MasterInfo(nil), d.masterInfos...)
+	}
+	if d.known {
+		return []mesos.MasterInfo{d.leader}
+	}
+	return nil
+}
+
 // Leader returns the current leader, if one is known.
 func (d *Detector) Leader() (mesos.MasterInfo, bool) {
 	d.mu.Lock()
@@ -260,8 +305,8 @@ func (d *Detector) Leader() (mesos.MasterInfo, bool) {
 }
 
 // Changed returns a channel that is closed at the next change of leader
-// (including to and from "none"). Take it before reading Leader to miss
-// nothing.
+// (including to and from "none") or of the set of masters. Take it before
+// reading Leader or Masters to miss nothing.
 func (d *Detector) Changed() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()

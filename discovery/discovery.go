@@ -23,6 +23,10 @@ type Config struct {
 	// Leader, when set, is asked for the leading master's URL at every
 	// (re)connect instead of using Master (an HA set: coord.Detector).
 	Leader mesosclient.Resolver
+	// Masters, when set, lists every master of an HA set (leader first)
+	// for the snapshot's Masters (master.mesos, masterN.mesos); call
+	// Touch when it changes. Without it only the leader is listed.
+	Masters func() []mesos.MasterInfo
 	// Idle is how long the stream may stay silent (heartbeats included)
 	// before it is considered broken (default 45s: three Mesos heartbeats).
 	Idle time.Duration
@@ -162,6 +166,10 @@ func (d *Discovery) handle(ev mesos.OperatorEvent) {
 	}
 }
 
+// Touch asks for a new snapshot though no event came (the set of masters
+// changed).
+func (d *Discovery) Touch() { d.markDirty() }
+
 func (d *Discovery) markDirty() {
 	select {
 	case d.dirty <- struct{}{}:
@@ -182,6 +190,14 @@ func (d *Discovery) publishLoop(ctx context.Context) {
 		gen++
 		snap := d.model.build(gen)
 		d.mu.Unlock()
+		if d.cfg.Masters != nil {
+			if all := d.cfg.Masters(); len(all) > 0 {
+				snap.Masters = snap.Masters[:0]
+				for i := range all {
+					snap.Masters = append(snap.Masters, masterOf(&all[i]))
+				}
+			}
+		}
 		d.current.Store(snap)
 		d.gen.Set(float64(gen))
 		for _, fn := range d.subs {

@@ -340,6 +340,27 @@ func TestHAFailover(t *testing.T) {
 		return nil
 	})
 
+	// master.mesos lists every master, as Mesos-DNS does from ZooKeeper.
+	c.eventually("master.mesos has the three masters", 20*time.Second, func() error {
+		q := new(mdns.Msg)
+		q.SetQuestion("master.mesos.", mdns.TypeA)
+		r, _, err := (&mdns.Client{Timeout: 2 * time.Second}).Exchange(q, net.JoinHostPort(c.nodes[2].ip, strconv.Itoa(haDNSPort)))
+		if err != nil {
+			return err
+		}
+		var ips []string
+		for _, rr := range r.Answer {
+			if a, ok := rr.(*mdns.A); ok {
+				ips = append(ips, a.A.String())
+			}
+		}
+		sort.Strings(ips)
+		if strings.Join(ips, ",") != "127.0.0.21,127.0.0.22,127.0.0.23" {
+			return fmt.Errorf("master.mesos: %v", ips)
+		}
+		return nil
+	})
+
 	rounds := 2
 	if v, err := strconv.Atoi(os.Getenv("KEEL_FAILOVER_ROUNDS")); err == nil && v > 0 {
 		rounds = v

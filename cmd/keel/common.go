@@ -96,21 +96,28 @@ func hostPort(ip string, port int) string { return net.JoinHostPort(ip, fmt.Spri
 // the leader); a list "h1:5050,h2:5050" or "zk://h1:2181,.../keel" starts
 // a coord.Detector on g that follows the leader.
 func followMaster(ctx context.Context, g *errgroup.Group, v string, log *slog.Logger) (mesosclient.Resolver, error) {
+	r, _, err := followMasterDetector(ctx, g, v, log)
+	return r, err
+}
+
+// followMasterDetector is followMaster that also returns the detector it
+// started (nil for a single master).
+func followMasterDetector(ctx context.Context, g *errgroup.Group, v string, log *slog.Logger) (mesosclient.Resolver, *coord.Detector, error) {
 	if v == "" {
-		return nil, errors.New("--master is required (host:port of a master, a list of them, or zk://host:2181,.../keel)")
+		return nil, nil, errors.New("--master is required (host:port of a master, a list of them, or zk://host:2181,.../keel)")
 	}
 	if !strings.HasPrefix(v, "zk://") && !strings.Contains(v, ",") {
 		if !strings.Contains(v, "://") {
 			v = "http://" + v
 		}
-		return mesosclient.Static(strings.TrimRight(v, "/")), nil
+		return mesosclient.Static(strings.TrimRight(v, "/")), nil, nil
 	}
 	det, err := coord.NewDetector(v, log)
 	if err != nil {
-		return nil, fmt.Errorf("--master: %w", err)
+		return nil, nil, fmt.Errorf("--master: %w", err)
 	}
 	g.Go(func() error { return det.Run(ctx) })
-	return det.LeaderURL, nil
+	return det.LeaderURL, det, nil
 }
 
 // defaultWorkDir is where keel dev keeps its state between runs.

@@ -57,7 +57,7 @@ func runDev(ctx context.Context, args []string) error {
 		return err
 	}
 	g.Go(func() error { return runAgentd(gctx, acfg) })
-	if err := startGateway(gctx, g, gf, mesosclient.Static(url), reg, log); err != nil {
+	if err := startGateway(gctx, g, gf, mesosclient.Static(url), nil, reg, log); err != nil {
 		return err
 	}
 	fmt.Printf(`keel dev %s: state in %s

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/keelhq/keel/coord"
 	"github.com/keelhq/keel/discovery"
 	"github.com/keelhq/keel/dns"
 	"github.com/keelhq/keel/mesosclient"
@@ -61,11 +62,28 @@ func (f *gatewayFlags) register(fs *flag.FlagSet, loopback bool) {
 }
 
 // startGateway starts discovery, DNS, proxy and the admin server on g.
-func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, leader mesosclient.Resolver, reg *prometheus.Registry, log *slog.Logger) error {
+func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, leader mesosclient.Resolver, det *coord.Detector, reg *prometheus.Registry, log *slog.Logger) error {
 	if err := os.MkdirAll(f.workDir, 0o755); err != nil {
 		return fmt.Errorf("gateway: work dir: %w", err)
 	}
-	disc := discovery.New(discovery.Config{Leader: leader, StateFile: filepath.Join(f.workDir, "snapshot.json"), Registerer: reg, Logger: log})
+	dcfg := discovery.Config{Leader: leader, StateFile: filepath.Join(f.workDir, "snapshot.json"), Registerer: reg, Logger: log}
+	if det != nil {
+		dcfg.Masters = det.Masters
+	}
+	disc := discovery.New(dcfg)
+	if det != nil {
+		// A master joining or leaving changes master.mesos.
+		g.Go(func() error {
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-det.Changed():
+					disc.Touch()
+				}
+			}
+		})
+	}
 	resolvers := splitList(f.resolvers)
 	if len(resolvers) == 0 {
 		resolvers = dns.SystemResolvers("/etc/resolv.conf")
@@ -123,11 +141,11 @@ func runGateway(ctx context.Context, args []string) error {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	leader, err := followMaster(gctx, g, f.master, log)
+	leader, det, err := followMasterDetector(gctx, g, f.master, log)
 	if err != nil {
 		return err
 	}
-	if err := startGateway(gctx, g, f, leader, newRegistry(), log); err != nil {
+	if err := startGateway(gctx, g, f, leader, det, newRegistry(), log); err != nil {
 		return err
 	}
 	return g.Wait()
