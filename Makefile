@@ -30,6 +30,7 @@ bench:
 	./scripts/bench-deps.sh
 	$(GO) test -run xxx -bench . -benchtime 20x ./allocator
 	$(GO) test -run xxx -bench Propagation -benchtime 1000x ./bench
+	$(GO) test -run xxx -bench Launch -benchtime 1x -timeout 30m ./bench
 	$(GO) run ./bench/cmd/proxybench run --case all --pairs 3 --duration 5s
 	$(GO) run ./bench/cmd/dnsbench run --pairs 3 --duration 10s
 
