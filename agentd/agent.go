@@ -564,21 +564,10 @@ func newUUID() []byte {
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("OK")) })
-	mux.HandleFunc("GET /state", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		st := map[string]any{"id": a.id, "hostname": a.cfg.Hostname, "master": a.cfg.Master, "version": a.cfg.Version,
-			"resources": a.cfg.Resources, "attributes": a.cfg.Attributes}
-		var tasks []mesos.Task
-		for _, t := range a.tasks {
-			tasks = append(tasks, t.mesosTask(a.id))
-		}
-		a.mu.Unlock()
-		st["tasks"] = tasks
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(st)
-	})
-	mux.HandleFunc("GET /files/browse", a.handleBrowse)
-	mux.HandleFunc("GET /files/read", a.handleRead)
+	mux.HandleFunc("GET /state", readOnlyCORS(a.handleState))
+	mux.HandleFunc("GET /state.json", readOnlyCORS(a.handleState))
+	mux.HandleFunc("GET /files/browse", readOnlyCORS(a.handleBrowse))
+	mux.HandleFunc("GET /files/read", readOnlyCORS(a.handleRead))
 	mux.HandleFunc("GET /files/download", a.handleDownload)
 	if a.cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.cfg.Gatherer, promhttp.HandlerOpts{}))

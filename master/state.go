@@ -70,21 +70,10 @@ type v0Slave struct {
 	Attributes    map[string]string `json:"attributes"`
 }
 
-func v0Resources(rs mesos.Resources) map[string]any {
-	out := map[string]any{"cpus": 0.0, "mem": 0.0, "disk": 0.0}
-	for _, r := range rs.Normalize() {
-		if r.Scalar != nil {
-			out[r.Name] = rs.Scalar(r.Name)
-		} else if r.Ranges != nil {
-			out[r.Name] = mesos.FormatRanges(rs.Ranges(r.Name))
-		}
-	}
-	return out
-}
 
 func v0TaskOf(t mesos.Task) v0Task {
 	vt := v0Task{ID: t.TaskID.Value, Name: t.Name, FrameworkID: t.FrameworkID.Value, SlaveID: t.AgentID.Value,
-		State: t.State, Resources: v0Resources(t.Resources), Discovery: t.Discovery, Container: t.Container,
+		State: t.State, Resources: t.Resources.V0(), Discovery: t.Discovery, Container: t.Container,
 		Statuses: []v0Status{}}
 	if t.Labels != nil {
 		vt.Labels = t.Labels.Labels
@@ -108,7 +97,7 @@ func (m *Master) handleState(w http.ResponseWriter, r *http.Request) {
 	for id, f := range m.frameworks {
 		byFw[id] = &v0Framework{ID: id, Name: f.info.Name, Hostname: f.info.Hostname, User: f.info.User,
 			Role: frameworkRoles(f.info)[0], Active: f.conn != nil, WebUIURL: f.info.WebUIURL,
-			Resources: v0Resources(f.allocated), Tasks: []v0Task{}, CompletedTasks: []v0Task{}}
+			Resources: f.allocated.V0(), Tasks: []v0Task{}, CompletedTasks: []v0Task{}}
 	}
 	for _, t := range m.tasks {
 		if f := byFw[t.task.FrameworkID.Value]; f != nil {
@@ -131,7 +120,7 @@ func (m *Master) handleState(w http.ResponseWriter, r *http.Request) {
 			st.ActivatedSlaves++
 		}
 		st.Slaves = append(st.Slaves, v0Slave{ID: id, PID: a.pid, Hostname: a.info.Hostname, Port: a.info.Port,
-			Active: a.conn != nil, Version: a.version, Resources: v0Resources(a.total), UsedResources: v0Resources(a.used), Attributes: attrs})
+			Active: a.conn != nil, Version: a.version, Resources: a.total.V0(), UsedResources: a.used.V0(), Attributes: attrs})
 	}
 	m.mu.Unlock()
 	for _, f := range byFw {

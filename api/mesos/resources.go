@@ -478,3 +478,18 @@ func ParseAttributes(s string) ([]Attribute, error) {
 	}
 	return out, nil
 }
+
+// V0 renders resources as the v0 endpoints (/master/state, an agent's
+// /state) show them: scalars by name, ranges as "[31000-31005]", and
+// cpus, mem and disk always present.
+func (rs Resources) V0() map[string]any {
+	out := map[string]any{"cpus": 0.0, "mem": 0.0, "disk": 0.0}
+	for _, r := range rs.Normalize() {
+		if r.Scalar != nil {
+			out[r.Name] = rs.Scalar(r.Name)
+		} else if r.Ranges != nil {
+			out[r.Name] = FormatRanges(rs.Ranges(r.Name))
+		}
+	}
+	return out
+}
