@@ -153,8 +153,9 @@ func (s syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
-// startDev starts `keel dev` on free ports with its state in workDir.
-func startDev(t *testing.T, workDir string) *devCluster {
+// startDev starts `keel dev` on free ports with its state in workDir;
+// extra flags come last, so they override the defaults here.
+func startDev(t *testing.T, workDir string, extra ...string) *devCluster {
 	t.Helper()
 	d := &devCluster{t: t, log: &bytes.Buffer{}, logMu: &sync.Mutex{}, workDir: workDir,
 		masterPort: freePort(t), marathonPort: freePort(t), dnsPort: freePort(t), httpPort: freePort(t), adminPort: freePort(t),
@@ -166,8 +167,8 @@ func startDev(t *testing.T, workDir string) *devCluster {
 		"--admin_addr", fmt.Sprintf("127.0.0.1:%d", d.adminPort),
 		"--local_port_min", fmt.Sprint(d.servicePortMin), "--local_port_max", fmt.Sprint(d.servicePortMin + 19),
 		"--resources", fmt.Sprintf("cpus:4;mem:4096;disk:4096;ports:[%d-%d]", agentPorts, agentPorts+49),
-		"--allocation_interval", "100ms", "--log_level", "debug"}
-	d.cmd = exec.Command(keel(t), args...)
+		"--allocation_interval", "100ms", "--log_level", "debug", "--https_addr", ""}
+	d.cmd = exec.Command(keel(t), append(args, extra...)...)
 	w := syncBuffer{d.logMu, d.log}
 	d.cmd.Stdout, d.cmd.Stderr = w, w
 	if err := d.cmd.Start(); err != nil {

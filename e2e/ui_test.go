@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -132,7 +130,7 @@ const uiAppCmd = `for i in $(seq 1 2000); do echo "early-line-$i"; done; echo "u
 func TestWebUI(t *testing.T) {
 	need(t, "python3")
 	ctx := browser(t)
-	d := startDevWithAgentHTTP(t, t.TempDir())
+	d := startDev(t, t.TempDir(), "--agent_port", fmt.Sprint(freePort(t))) // the task page reads the files API
 	shots, err := os.MkdirTemp("", "keel-ui-screenshots-")
 	if err != nil {
 		t.Fatal(err)
@@ -344,50 +342,6 @@ func TestWebUI(t *testing.T) {
 	if _, err := d.marathon("GET", "/v2/apps/uitest", nil, http.StatusNotFound); err != nil {
 		t.Fatalf("after destroy: %v", err)
 	}
-}
-
-// startDevWithAgentHTTP is startDev with the agent's HTTP endpoints on a
-// free port (startDev turns them off), for the files API the task page
-// reads.
-func startDevWithAgentHTTP(t *testing.T, workDir string) *devCluster {
-	t.Helper()
-	d := &devCluster{t: t, log: &bytes.Buffer{}, logMu: &sync.Mutex{}, workDir: workDir,
-		masterPort: freePort(t), marathonPort: freePort(t), dnsPort: freePort(t), httpPort: freePort(t), adminPort: freePort(t),
-		servicePortMin: freeRange(t, 20), exited: make(chan error, 1)}
-	agentPorts := freeRange(t, 50)
-	args := []string{"dev", "--work_dir", workDir,
-		"--port", fmt.Sprint(d.masterPort), "--marathon_port", fmt.Sprint(d.marathonPort), "--agent_port", fmt.Sprint(freePort(t)),
-		"--dns_addr", fmt.Sprintf("127.0.0.1:%d", d.dnsPort), "--http_addr", fmt.Sprintf("127.0.0.1:%d", d.httpPort),
-		"--admin_addr", fmt.Sprintf("127.0.0.1:%d", d.adminPort),
-		"--local_port_min", fmt.Sprint(d.servicePortMin), "--local_port_max", fmt.Sprint(d.servicePortMin + 19),
-		"--resources", fmt.Sprintf("cpus:4;mem:4096;disk:4096;ports:[%d-%d]", agentPorts, agentPorts+49),
-		"--allocation_interval", "100ms"}
-	d.cmd = exec.Command(keel(t), args...)
-	w := syncBuffer{d.logMu, d.log}
-	d.cmd.Stdout, d.cmd.Stderr = w, w
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.exited <- d.cmd.Wait() }()
-	t.Cleanup(func() {
-		d.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-d.exited:
-		case <-time.After(30 * time.Second):
-			d.cmd.Process.Signal(syscall.SIGKILL)
-			<-d.exited
-		}
-		if t.Failed() {
-			d.logMu.Lock()
-			t.Logf("keel dev output:\n%s", d.log.String())
-			d.logMu.Unlock()
-		}
-	})
-	d.eventually("marathon API up", 30*time.Second, func() error {
-		_, err := d.marathon("GET", "/ping", nil, 200)
-		return err
-	})
-	return d
 }
 
 // TestWebUIClusterAtScale loads the cluster page against a stand-in of the
