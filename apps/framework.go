@@ -410,6 +410,7 @@ func (f *Framework) tickLoop(ctx context.Context) {
 		}
 		f.sweepUnreachable(ctx)
 		f.rollStep(ctx)
+		f.scaleDown(ctx)
 		// Mesos' reconciliation algorithm: ask again about tasks the master
 		// has not answered for (their agent may still be coming back).
 		if pending := f.reconcileList(true); len(pending) > 0 && f.isConnected() {
@@ -641,8 +642,10 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 	appID, _ := appIDOfTask(id)
 	a := f.apps[appID]
 	var t *taskState
+	wasActive := false
 	if a != nil {
 		t = a.tasks[id]
+		wasActive = t != nil && t.active()
 		if t == nil && !st.State.Terminal() && st.AgentID != nil && !a.expunged[id] {
 			// A task we launched before a restart: adopt it.
 			t = &taskState{id: id, agentID: st.AgentID.Value, state: st.State, staged: time.Now(), version: configVersion(a.def)}
@@ -751,10 +754,21 @@ func (f *Framework) update(ctx context.Context, st mesos.TaskStatus) {
 	if st.State == mesos.TaskUnreachable {
 		f.sweepUnreachable(ctx) // inactiveAfterSeconds 0 replaces at once
 	}
-	// Only this task's app can have changed: stepping every app on every
-	// update made a burst of n launches cost O(n^2).
-	f.rollStepOf(ctx, appID)
-	f.scaleDownOf(ctx, appID)
+	// Only this task's app can have changed, and only in two ways that
+	// need work now: a deployment waiting on its tasks, or one more active
+	// instance (adopted, back from unreachable) that may be surplus.
+	// Stepping every app on every update made a burst of n launches cost
+	// O(n^2); anything else is picked up by tickLoop's pass.
+	f.mu.Lock()
+	deploying := a != nil && a.deployment != ""
+	becameActive := a != nil && !wasActive && a.tasks[id] != nil && a.tasks[id].active()
+	f.mu.Unlock()
+	if deploying {
+		f.rollStepOf(ctx, appID)
+	}
+	if becameActive {
+		f.scaleDownOf(ctx, appID)
+	}
 }
 
 // backoff records a failure and delays the app's next launch:
