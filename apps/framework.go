@@ -94,6 +94,9 @@ type Framework struct {
 	connected   bool
 	wantOffers  bool // demand appeared since the last REVIVE
 	suppressed  bool // SUPPRESS sent since the last REVIVE
+	// savedDeployments is what the store holds of each app's deployment
+	// (its JSON), so saveDeployments writes only changes.
+	savedDeployments map[string]string
 
 	probe *http.Client // readiness checks
 }
@@ -273,6 +276,9 @@ func New(ctx context.Context, cfg Config) (*Framework, error) {
 		}
 		f.apps[app.ID] = &appState{def: app, tasks: map[string]*taskState{}}
 	}
+	if err := f.loadDeployments(ctx); err != nil {
+		return nil, err
+	}
 	if err := f.loadVersions(ctx); err != nil {
 		return nil, err
 	}
@@ -411,6 +417,7 @@ func (f *Framework) tickLoop(ctx context.Context) {
 		f.sweepUnreachable(ctx)
 		f.rollStep(ctx)
 		f.scaleDown(ctx)
+		f.saveDeployments(ctx)
 		// Mesos' reconciliation algorithm: ask again about tasks the master
 		// has not answered for (their agent may still be coming back).
 		if pending := f.reconcileList(true); len(pending) > 0 && f.isConnected() {
