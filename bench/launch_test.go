@@ -26,9 +26,8 @@ import (
 // from POST /v2/apps of an app with N instances until the Marathon API
 // reports N running, through the real master, allocator and apps
 // framework (in-process, real HTTP on loopback), with M simulated agents
-// that answer every launch with TASK_RUNNING. It also reports the heap
-// the whole process grew by, per 10 000 tasks (master + framework +
-// simulated agents: an upper bound for the master).
+// that answer every launch with TASK_RUNNING. (The heap growth it also
+// reads swings with GC timing between runs, so it is not reported.)
 //
 //	go test -run xxx -bench Launch -benchtime 1x ./bench
 func BenchmarkLaunch(b *testing.B) {
@@ -43,7 +42,7 @@ func BenchmarkLaunch(b *testing.B) {
 			}
 			b.ReportMetric(float64(c.tasks*b.N)/took.Seconds(), "tasks/s")
 			b.ReportMetric(took.Seconds()/float64(b.N), "s/launch")
-			b.ReportMetric(float64(grew)/float64(b.N)/float64(c.tasks)*10000/(1<<20), "MiB/10k-tasks")
+			_ = grew // see launch: the heap figure is not reliable enough to report yet
 		})
 	}
 }
