@@ -40,7 +40,16 @@ func TestMasterRestartKeepsTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := d.waitRunning("/steady", 1, false)[0].ID
-	pids := countProcs(t, marker)
+	// The task's own process: the shell around it may still be passing
+	// the agent's cgroup gate at this moment.
+	proc := "python3 -c import time.*" + marker
+	d.eventually("the task's process is up", 10*time.Second, func() error {
+		if countProcs(t, proc) != 1 {
+			return fmt.Errorf("%d task processes", countProcs(t, proc))
+		}
+		return nil
+	})
+	pids := procIDs(t, proc)
 
 	m.cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-m.exited; err != nil {
@@ -79,8 +88,8 @@ func TestMasterRestartKeepsTasks(t *testing.T) {
 		}
 		return nil
 	})
-	if n := countProcs(t, marker); n != pids {
-		t.Fatalf("task processes: %d before the restart, %d after", pids, n)
+	if got := procIDs(t, proc); got != pids {
+		t.Fatalf("task process %s before the restart, %s after", pids, got)
 	}
 	// keel agent leaves tasks running when it stops: clean up through the API.
 	if _, err := d.marathon("DELETE", "/v2/apps/steady", nil, 200); err != nil {
@@ -121,11 +130,18 @@ func TestAgentKill9KeepsTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := d.waitRunning("/survivor", 1, false)[0].ID
-	pids := procIDs(t, marker)
+	proc := "python3 -c import time.*" + marker // the task's own process (see above)
+	d.eventually("the task's process is up", 10*time.Second, func() error {
+		if countProcs(t, proc) != 1 {
+			return fmt.Errorf("%d task processes", countProcs(t, proc))
+		}
+		return nil
+	})
+	pids := procIDs(t, proc)
 
 	ag.cmd.Process.Signal(syscall.SIGKILL)
 	<-ag.exited
-	if got := procIDs(t, marker); got != pids {
+	if got := procIDs(t, proc); got != pids {
 		t.Fatalf("task processes changed when the agent died: %q -> %q", pids, got)
 	}
 	startKeel(t, agentArgs...)
@@ -139,7 +155,7 @@ func TestAgentKill9KeepsTasks(t *testing.T) {
 		if len(r.App.Tasks) != 1 || r.App.Tasks[0].ID != before || r.App.Tasks[0].State != "TASK_RUNNING" {
 			return fmt.Errorf("tasks after agent restart: %s", out)
 		}
-		if got := procIDs(t, marker); got != pids {
+		if got := procIDs(t, proc); got != pids {
 			return fmt.Errorf("task processes %q, want %q", got, pids)
 		}
 		return nil
@@ -155,7 +171,8 @@ func TestAgentKill9KeepsTasks(t *testing.T) {
 	})
 }
 
-// procIDs lists the pids of processes whose command line contains marker.
+// procIDs lists the pids of processes whose command line matches marker
+// (a pgrep -f pattern).
 func procIDs(t *testing.T, marker string) string {
 	out, _ := exec.Command("pgrep", "-f", marker).Output()
 	return strings.Join(strings.Fields(string(out)), ",")
