@@ -2,6 +2,7 @@
 //
 //	keel dev       master, apps API, agent and gateway in one process
 //	keel master    a master (with the built-in apps framework)
+//	keel apps      the apps framework alone, against a remote master
 //	keel agent     an agent that runs tasks
 //	keel gateway   DNS and HTTP/TCP proxy for one node
 //	keel version   print the version
