@@ -17,6 +17,11 @@ import (
 // (method, body and streams such as /v2/events included), or answers 503
 // while no leader is known. /ping is always answered locally.
 type Front struct {
+	// WaitLocal, when positive, holds a request that nobody can answer
+	// yet for up to this long, waiting for Lead: for a standalone master,
+	// whose own framework is the only one there will be.
+	WaitLocal time.Duration
+
 	cur    atomic.Pointer[http.Handler]
 	leader func() (string, bool)
 	proxy  *httputil.ReverseProxy
@@ -75,6 +80,21 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h := f.cur.Load(); h != nil {
 		(*h).ServeHTTP(w, r)
 		return
+	}
+	if f.WaitLocal > 0 {
+		// A standalone master's framework is starting: hold the request
+		// briefly rather than answer 503.
+		for deadline := time.Now().Add(f.WaitLocal); time.Now().Before(deadline); {
+			if h := f.cur.Load(); h != nil {
+				(*h).ServeHTTP(w, r)
+				return
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
 	}
 	base, ok := f.leader()
 	if ok && r.Header.Get(frontHopHeader) != "" {

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestFront(t *testing.T) {
@@ -58,5 +59,25 @@ func TestFront(t *testing.T) {
 	leaderAPI.Close()
 	if resp := do("GET", "/v2/apps", ""); resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("leader gone: %d, want 502", resp.StatusCode)
+	}
+}
+
+// A standalone front holds requests until its framework leads.
+func TestFrontWaitsForLocal(t *testing.T) {
+	front := NewFront(func() (string, bool) { return "", false })
+	front.WaitLocal = 5 * time.Second
+	srv := httptest.NewServer(front)
+	defer srv.Close()
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		front.Lead(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	}()
+	resp, err := http.Get(srv.URL + "/v2/apps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTeapot {
+		t.Fatalf("status %d, want the local framework's answer", resp.StatusCode)
 	}
 }

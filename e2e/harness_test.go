@@ -194,7 +194,7 @@ func startDev(t *testing.T, workDir string, extra ...string) *devCluster {
 		}
 	})
 	d.eventually("marathon API up", 30*time.Second, func() error {
-		_, err := d.marathon("GET", "/ping", nil, 200)
+		_, err := d.marathon("GET", "/v2/apps", nil, 200)
 		return err
 	})
 	return d

@@ -151,6 +151,9 @@ func startMaster(ctx context.Context, g *errgroup.Group, f masterFlags, reg *pro
 		local.Store("http://" + net.JoinHostPort(host, port))
 	}
 	front := apps.NewFront(leaderAPI)
+	if f.zk == "" {
+		front.WaitLocal = 10 * time.Second // the framework starts with the master
+	}
 	if f.apps {
 		hostname := f.hostname
 		if hostname == "" {
