@@ -11,6 +11,11 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// Sections are the top-level keys of a config file that are not flags:
+// each is a section read by the component it names ("routes": the
+// gateway's static routes, see proxy.ParseStaticRoutes). Apply skips them.
+var Sections = map[string]bool{"routes": true}
+
 // Apply reads the YAML file at path and sets every flag of fs it names
 // that was not set on the command line. Call it after fs.Parse.
 func Apply(fs *flag.FlagSet, path string) error {
@@ -37,6 +42,9 @@ func ApplyBytes(fs *flag.FlagSet, name string, data []byte) error {
 	var errs []error
 	for _, key := range keys {
 		node := values[key]
+		if Sections[key] && fs.Lookup(key) == nil {
+			continue
+		}
 		f := fs.Lookup(key)
 		if f == nil {
 			errs = append(errs, fmt.Errorf("configs: %s: unknown key %q", name, key))

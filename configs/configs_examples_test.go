@@ -28,7 +28,9 @@ func TestExamplesParse(t *testing.T) {
 		}
 		fs := flag.NewFlagSet("x", flag.ContinueOnError)
 		for k := range m {
-			fs.String(k, "", "")
+			if !Sections[k] { // read by their components, not flags
+				fs.String(k, "", "")
+			}
 		}
 		if err := ApplyBytes(fs, f, b); err != nil {
 			t.Fatalf("%s: %v", f, err)

@@ -42,3 +42,15 @@ func TestApplyBytesErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestApplyBytesSkipsSections(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	port := fs.Int("port", 5050, "")
+	in := "port: 6060\nroutes:\n  tcp:\n    - port: 9000\n      backends: [10.0.0.1:5432]\n"
+	if err := ApplyBytes(fs, "g.yaml", []byte(in)); err != nil {
+		t.Fatalf("a routes section must not be taken for a flag: %v", err)
+	}
+	if *port != 6060 {
+		t.Fatalf("port = %d, want 6060", *port)
+	}
+}

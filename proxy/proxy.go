@@ -41,6 +41,12 @@ type Config struct {
 	Group string
 	// HealthyOnly routes only to healthy tasks when they have health checks.
 	HealthyOnly bool
+	// TCPIdleTimeout closes a service port TCP connection that moved no
+	// byte either way for this long (0 = 1h, negative = never).
+	TCPIdleTimeout time.Duration
+	// UDPIdleTimeout ends a UDP service port client's session (its
+	// upstream socket) after this long without a datagram (0 = 1m).
+	UDPIdleTimeout time.Duration
 	// Registerer receives the proxy's metrics (nil = none).
 	Registerer prometheus.Registerer
 	// Logger is the proxy's logger (nil = slog.Default()).
@@ -290,7 +296,9 @@ func (p *Proxy) newServer(h fasthttp.RequestHandler) *fasthttp.Server {
 		ReadTimeout:                   responseTimeout,
 		WriteTimeout:                  responseTimeout,
 		IdleTimeout:                   2 * time.Minute,
-		MaxRequestBodySize:            64 << 20,
+		StreamRequestBody:             true,      // bodies stream through (stream.go), of any size
+		MaxRequestBodySize:            smallBody, // what is read ahead of a streamed body
+		DisablePreParseMultipartForm:  true,
 		ReadBufferSize:                maxHeaderBytes + 4<<10, // headers plus a long request line; more is a 431
 		DisableHeaderNamesNormalizing: true,
 		NoDefaultDate:                 true,
@@ -359,7 +367,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, secure bool) {
 			ctx.Error("too many connections\n", fasthttp.StatusServiceUnavailable)
 			return
 		}
-		defer r.active.Add(-1)
+		defer endRequest(r.active, &ctx.Response) // a streaming body ends later
 	}
 	var upgrade string
 	if isUpgrade(&req.Header) {
@@ -398,7 +406,14 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, secure bool) {
 		return
 	}
 	resp := &ctx.Response
-	var err error
+	streamed, err := prepareBody(req)
+	if err != nil {
+		p.log.Debug("bad request body", "app", r.App, "err", err)
+		ctx.SetConnectionClose()
+		ctx.Error(fasthttp.StatusMessage(fasthttp.StatusBadRequest)+"\n", fasthttp.StatusBadRequest)
+		p.observe(r, fasthttp.StatusBadRequest, start)
+		return
+	}
 	used, tried, tries, n := -1, 0, 1+r.Retries, len(r.Backends)
 	now := start.UnixNano()
 attempts:
@@ -414,8 +429,8 @@ attempts:
 			tried++
 			used = i
 			b.client.inflight.Add(1)
-			err = b.client.hc.DoTimeout(req, resp, r.ResponseTimeout)
-			b.client.inflight.Add(-1)
+			err = forward(ctx.Conn(), b.client.hc, req, resp, r.ResponseTimeout)
+			endRequest(&b.client.inflight, resp)
 			if err == nil {
 				if resp.StatusCode() >= 500 {
 					p.fail(b)
@@ -424,10 +439,16 @@ attempts:
 				}
 				break attempts
 			}
+			if errors.Is(err, errClientBody) {
+				break attempts // not the backend's fault
+			}
 			p.fail(b)
 			p.metrics.backendErrors.WithLabelValues(r.App).Inc()
 			if !(retriable(err) || (idempotent(req.Header.Method()) && !errors.Is(err, fasthttp.ErrTimeout))) {
 				break attempts
+			}
+			if streamed && !req.IsBodyStream() {
+				break attempts // the body went to the failed backend: there is none to resend
 			}
 		}
 	}
@@ -435,7 +456,11 @@ attempts:
 		p.log.Debug("backend error", "app", r.App, "err", err)
 		resp.Reset()
 		code := fasthttp.StatusBadGateway
-		if errors.Is(err, fasthttp.ErrTimeout) {
+		switch {
+		case errors.Is(err, errClientBody):
+			code = fasthttp.StatusBadRequest
+			ctx.SetConnectionClose()
+		case errors.Is(err, fasthttp.ErrTimeout):
 			code = fasthttp.StatusGatewayTimeout
 		}
 		ctx.Error(fasthttp.StatusMessage(code)+"\n", code)

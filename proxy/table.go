@@ -27,7 +27,8 @@ type Table struct {
 	Generation uint64
 	vhosts     map[string]*vhost // exact, lowercase
 	wildcards  []wildcard        // longest suffix first
-	services   map[string]*Route // by listener address "ip:port"
+	services   map[string]*Route // TCP, by listener address "ip:port"
+	udp        map[string]*Route // UDP, by listener address "ip:port"
 	routes     []*Route          // every route, for the admin API
 }
 
@@ -55,7 +56,7 @@ type wildcard struct {
 type Route struct {
 	App       string            `json:"app"`
 	PortIndex int               `json:"port_index"`
-	Mode      string            `json:"mode"`
+	Mode      string            `json:"mode"` // http, tcp; udp for a port of protocol udp only
 	VHosts    []string          `json:"vhosts,omitempty"`
 	Path      string            `json:"path,omitempty"`
 	Listen    string            `json:"listen,omitempty"` // service port listener "ip:port"
@@ -63,6 +64,8 @@ type Route struct {
 	Backends  []Backend         `json:"backends"`
 	Labels    map[string]string `json:"labels,omitempty"`
 
+	// Protocol is the app port's: tcp, udp, or udp,tcp (a listener of each).
+	Protocol string `json:"protocol"`
 	// RedirectHTTPS answers plain HTTP with a 301 to https (HAPROXY_{n}_REDIRECT_TO_HTTPS).
 	RedirectHTTPS bool `json:"redirect_to_https,omitempty"`
 	// HSTS adds Strict-Transport-Security to HTTPS responses (HAPROXY_{n}_USE_HSTS).
@@ -150,7 +153,7 @@ var balances = map[string]bool{"roundrobin": true, "leastconn": true, "random": 
 // BuildTable turns a snapshot into a routing table. It is pure. Bad labels
 // are reported and skip only the port they are on.
 func BuildTable(snap *snapshot.Snapshot, opts TableOptions) (*Table, []LabelError) {
-	t := &Table{Generation: snap.Generation, vhosts: map[string]*vhost{}, services: map[string]*Route{}}
+	t := &Table{Generation: snap.Generation, vhosts: map[string]*vhost{}, services: map[string]*Route{}, udp: map[string]*Route{}}
 	var errs []LabelError
 	if opts.ServiceBind == "" {
 		opts.ServiceBind = "0.0.0.0"
@@ -243,6 +246,24 @@ func BuildTable(snap *snapshot.Snapshot, opts TableOptions) (*Table, []LabelErro
 				}
 				bind = v
 			}
+			overTCP, overUDP := portProtocols(port.Protocol)
+			r.Protocol = port.Protocol
+			if !overTCP {
+				// Only datagrams: neither HTTP nor a TCP mode applies.
+				r.Mode, r.Protocol = "udp", "udp"
+				if v, ok := get("VHOST"); ok && v != "" {
+					bad(fmt.Sprintf("HAPROXY_%d_VHOST", n), v, "a udp port cannot have virtual hosts")
+					continue
+				}
+				if v, ok := get("MODE"); ok {
+					bad(fmt.Sprintf("HAPROXY_%d_MODE", n), v, "a udp port has no mode")
+					continue
+				}
+			} else if overUDP {
+				r.Protocol = "udp,tcp"
+			} else {
+				r.Protocol = "tcp"
+			}
 			if v, ok := get("VHOST"); ok && v != "" {
 				r.Mode = "http"
 				for _, h := range strings.Split(v, ",") {
@@ -282,11 +303,24 @@ func BuildTable(snap *snapshot.Snapshot, opts TableOptions) (*Table, []LabelErro
 			sort.Slice(r.Backends, func(i, j int) bool { return r.Backends[i].TaskID < r.Backends[j].TaskID })
 			if servicePort > 0 {
 				r.Listen = net.JoinHostPort(bind, strconv.Itoa(servicePort))
-				if other, dup := t.services[r.Listen]; dup {
-					bad(fmt.Sprintf("HAPROXY_%d_PORT", n), strconv.Itoa(servicePort), "service port already used by "+other.App)
+				var clash *Route
+				if overTCP {
+					clash = t.services[r.Listen]
+				}
+				if overUDP && clash == nil {
+					clash = t.udp[r.Listen]
+				}
+				switch {
+				case clash != nil:
+					bad(fmt.Sprintf("HAPROXY_%d_PORT", n), strconv.Itoa(servicePort), "service port already used by "+clash.App)
 					r.Listen = ""
-				} else {
-					t.services[r.Listen] = r
+				default:
+					if overTCP {
+						t.services[r.Listen] = r
+					}
+					if overUDP {
+						t.udp[r.Listen] = r
+					}
 				}
 			}
 			for _, h := range r.VHosts {
@@ -305,6 +339,20 @@ func BuildTable(snap *snapshot.Snapshot, opts TableOptions) (*Table, []LabelErro
 	}
 	sort.Slice(t.wildcards, func(i, j int) bool { return len(t.wildcards[i].suffix) > len(t.wildcards[j].suffix) })
 	return t, errs
+}
+
+// portProtocols reads a port's protocol ("tcp", "udp", Marathon's
+// "udp,tcp"; "" is tcp) as the listeners it needs.
+func portProtocols(proto string) (tcp, udp bool) {
+	for _, p := range strings.Split(strings.ToLower(proto), ",") {
+		switch strings.TrimSpace(p) {
+		case "udp":
+			udp = true
+		default:
+			tcp = true
+		}
+	}
+	return tcp, udp
 }
 
 func inGroup(groups, want string) bool {

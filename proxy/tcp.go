@@ -6,17 +6,46 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// tcpListener is one service port listener. Its routes are looked up in
-// the current table on every accept, so table swaps never touch it.
+// Default L4 timeouts. marathon-lb's HAProxy applies "timeout tunnel
+// 3600s" to an established TCP connection, so a service port connection
+// that moves no byte either way for an hour is closed.
+const (
+	defaultTCPIdle = time.Hour
+	defaultUDPIdle = time.Minute
+)
+
+// tcpListener is one service port listener: TCP (ln), or UDP (udp) for
+// keys with the "udp/" prefix. Its routes are looked up in the current
+// table on every accept (datagram), so table swaps never touch it.
 type tcpListener struct {
 	key  string
 	ln   net.Listener
+	udp  *udpListener
 	once sync.Once
 }
 
-func (l *tcpListener) close() { l.once.Do(func() { l.ln.Close() }) }
+func (l *tcpListener) close() {
+	l.once.Do(func() {
+		if l.ln != nil {
+			l.ln.Close()
+		}
+		if l.udp != nil {
+			l.udp.close()
+		}
+	})
+}
+
+// idleTimeout is the configured TCP idle timeout (negative: none).
+func (p *Proxy) idleTimeout() time.Duration {
+	if p.cfg.TCPIdleTimeout == 0 {
+		return defaultTCPIdle
+	}
+	return p.cfg.TCPIdleTimeout
+}
 
 // track adds (or with add false, removes) live connections, so shutdown
 // can cut what does not drain in time.
@@ -36,6 +65,9 @@ func (p *Proxy) track(add bool, cs ...net.Conn) {
 // it no longer has. Caller holds p.mu.
 func (p *Proxy) reconcileListeners(t *Table) {
 	for key, l := range p.listeners {
+		if l.udp != nil {
+			continue // reconcileUDP's
+		}
 		if _, ok := t.services[key]; !ok {
 			p.log.Info("closing service port", "listen", key)
 			l.close()
@@ -58,6 +90,7 @@ func (p *Proxy) reconcileListeners(t *Table) {
 		p.conns.Add(1)
 		go p.acceptLoop(l)
 	}
+	p.reconcileUDP(t)
 	p.metrics.listeners.Set(float64(len(p.listeners)))
 }
 
@@ -90,6 +123,16 @@ func (p *Proxy) serveTCP(key string, c net.Conn) {
 		return
 	}
 	port := r.Listen
+	// KEEL_{n}_MAX_CONNS counts TCP connections on the service port too,
+	// together with the route's HTTP requests: beyond it, close at once.
+	if r.MaxConns > 0 {
+		if r.active.Add(1) > int64(r.MaxConns) {
+			r.active.Add(-1)
+			p.log.Debug("service port connection refused: KEEL_MAX_CONNS reached", "listen", port, "app", r.App, "max_conns", r.MaxConns)
+			return
+		}
+		defer r.active.Add(-1)
+	}
 	p.metrics.tcpConns.WithLabelValues(port).Inc()
 	p.metrics.tcpActive.WithLabelValues(port).Inc()
 	defer p.metrics.tcpActive.WithLabelValues(port).Dec()
@@ -128,6 +171,8 @@ dial:
 	// Both directions as plain *net.TCPConn copies, so the kernel splices;
 	// each side's EOF is passed on as a half-close.
 	done := make(chan struct{})
+	stopIdle := p.watchIdle(c, be, done)
+	defer stopIdle()
 	go func() {
 		defer close(done)
 		io.Copy(be, c)
@@ -136,6 +181,75 @@ dial:
 	io.Copy(c, be)
 	closeWrite(c)
 	<-done
+}
+
+// watchIdle closes the pair c, be once neither has moved a byte for the
+// idle timeout. It never wraps the conns (which would stop the kernel
+// splicing): a timer per pair asks the kernel, by TCP_INFO, how long ago
+// each socket last sent or received data, and sleeps for the rest of the
+// timeout when that is less. An active pair thus costs one wake-up per
+// idle timeout. done is closed when the copy is over; the returned func
+// stops the watch.
+func (p *Proxy) watchIdle(c, be net.Conn, done <-chan struct{}) (stop func()) {
+	idle := p.idleTimeout()
+	if idle < 0 {
+		return func() {}
+	}
+	var mu sync.Mutex
+	stopped := false
+	var timer *time.Timer
+	mu.Lock()
+	defer mu.Unlock()
+	timer = time.AfterFunc(idle, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		select {
+		case <-done:
+			return
+		default:
+		}
+		quiet := min(sinceData(c), sinceData(be))
+		if quiet < idle {
+			timer.Reset(idle - quiet)
+			return
+		}
+		p.log.Debug("closing idle service port connection", "remote", c.RemoteAddr().String(), "backend", be.RemoteAddr().String(), "idle", quiet)
+		// A past deadline ends both copies without closing under them.
+		past := time.Unix(1, 0)
+		c.SetDeadline(past)
+		be.SetDeadline(past)
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		timer.Stop()
+	}
+}
+
+// sinceData is how long ago c last sent or received data, by the
+// kernel's TCP_INFO; 0 (active) when that cannot be read.
+func sinceData(c net.Conn) time.Duration {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return 0
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var info *unix.TCPInfo
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		info, serr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil || serr != nil {
+		return 0
+	}
+	ms := min(info.Last_data_recv, info.Last_data_sent)
+	return time.Duration(ms) * time.Millisecond
 }
 
 func closeWrite(c net.Conn) {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -35,6 +36,8 @@ type gatewayFlags struct {
 	rateLimit, rateLimitSlip     int
 	healthyOnly                  bool
 	ttl                          uint
+	routesFile                   string        // static routes: the routes section of this YAML file
+	tcpIdle, udpIdle             time.Duration // service port idle timeouts
 }
 
 func (f *gatewayFlags) register(fs *flag.FlagSet, loopback bool) {
@@ -59,6 +62,9 @@ func (f *gatewayFlags) register(fs *flag.FlagSet, loopback bool) {
 	fs.IntVar(&f.rateLimit, "dns_rate_limit", 0, "UDP responses per second per client /24 (IPv6 /56); 0 turns rate limiting off")
 	fs.IntVar(&f.rateLimitSlip, "dns_rate_limit_slip", 2, "with --dns_rate_limit, every Nth limited response is sent truncated instead of dropped (0: drop all)")
 	fs.BoolVar(&f.healthyOnly, "dns_healthy_only", true, "route and resolve only healthy tasks when they have health checks")
+	fs.StringVar(&f.routesFile, "routes_file", "", "YAML file whose routes section holds static routes (http vhosts, tcp and udp service ports to fixed backends), merged with the cluster's and followed for changes (default: the --config file)")
+	fs.DurationVar(&f.tcpIdle, "tcp_idle_timeout", time.Hour, "close a service port TCP connection that moved no byte either way for this long (marathon-lb's timeout tunnel; negative: never)")
+	fs.DurationVar(&f.udpIdle, "udp_idle_timeout", time.Minute, "end a UDP service port client's session, and its upstream socket, after this long without a datagram")
 }
 
 // startGateway starts discovery, DNS, proxy and the admin server on g.
@@ -113,12 +119,28 @@ func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, leader
 		// A gateway without the right to bind :443 (or a second keel dev
 		// on one machine) still serves HTTP unless HTTPS was asked for.
 		HTTPSOptional: f.httpsAddr == f.httpsDefault, ServiceBind: f.serviceBind, Group: f.group,
-		HealthyOnly: f.healthyOnly, Registerer: reg, Logger: log})
+		HealthyOnly: f.healthyOnly, TCPIdleTimeout: f.tcpIdle, UDPIdleTimeout: f.udpIdle, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
 	disc.OnUpdate(d.Update)
-	disc.OnUpdate(p.Update)
+	if f.routesFile != "" {
+		st, err := p.NewStatic(f.routesFile)
+		if err != nil {
+			return fmt.Errorf("--routes_file: %w", err)
+		}
+		disc.OnUpdate(st.Update)
+		g.Go(func() error {
+			// Without the watcher the routes still serve; they only stop
+			// following the file.
+			if err := st.Run(ctx); err != nil {
+				log.Error("static routes will not be reloaded", "err", err)
+			}
+			return nil
+		})
+	} else {
+		disc.OnUpdate(p.Update)
+	}
 	admin := http.NewServeMux()
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	admin.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("OK\n")) })
@@ -139,6 +161,9 @@ func runGateway(ctx context.Context, args []string) error {
 	log, err := c.setup(fs, args)
 	if err != nil {
 		return err
+	}
+	if f.routesFile == "" {
+		f.routesFile = c.config // its routes section, if any
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	leader, det, err := followMasterDetector(gctx, g, f.master, log)
