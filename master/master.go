@@ -92,8 +92,8 @@ type Master struct {
 	// idBase prefixes the IDs this term hands out.
 	idBase string
 	// term is the leadership this registry serves under.
-	term Term
-	start  time.Time
+	term  Term
+	start time.Time
 
 	muxOnce sync.Once
 	mux     http.Handler

@@ -70,7 +70,6 @@ type v0Slave struct {
 	Attributes    map[string]string `json:"attributes"`
 }
 
-
 func v0TaskOf(t mesos.Task) v0Task {
 	vt := v0Task{ID: t.TaskID.Value, Name: t.Name, FrameworkID: t.FrameworkID.Value, SlaveID: t.AgentID.Value,
 		State: t.State, Resources: t.Resources.V0(), Discovery: t.Discovery, Container: t.Container,
