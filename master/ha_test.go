@@ -10,47 +10,16 @@ import (
 	"time"
 
 	"github.com/keelhq/keel/api/mesos"
+	"github.com/keelhq/keel/coord"
 	"github.com/keelhq/keel/internal/leakcheck"
 	"github.com/keelhq/keel/master"
 )
-
-// memStore is a shared in-memory registry.
-type memStore struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (s *memStore) Put(_ context.Context, k string, v []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[k] = append([]byte(nil), v...)
-	return nil
-}
-
-func (s *memStore) Delete(_ context.Context, k string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, k)
-	return nil
-}
-
-func (s *memStore) List(_ context.Context, prefix string) (map[string][]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string][]byte{}
-	for k, v := range s.m {
-		if strings.HasPrefix(k, prefix) {
-			out[k] = v
-		}
-	}
-	return out, nil
-}
 
 // election is an in-memory election the test drives: grant makes one
 // candidate leader, revoke ends its term.
 type election struct {
 	mu     sync.Mutex
-	store  *memStore
+	store  master.Store
 	leader *mesos.MasterInfo
 	cancel context.CancelFunc
 	cands  map[string]chan struct{} // by master ID: closed to grant
@@ -130,7 +99,13 @@ var noRedirect = &http.Client{Timeout: 5 * time.Second,
 
 func TestHAStandbyRedirectsAndTakesOver(t *testing.T) {
 	leakcheck.Check(t)
-	e := &election{store: &memStore{m: map[string][]byte{}}, cands: map[string]chan struct{}{}, joined: make(chan string, 4)}
+	// The registry both masters share: the real standalone store.
+	store, err := coord.OpenBolt(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() }) // after the masters stop (cleanups run last-in first-out)
+	e := &election{store: store, cands: map[string]chan struct{}{}, joined: make(chan string, 4)}
 	urlA := startHA(t, e)
 	idA := <-e.joined
 	urlB := startHA(t, e)
