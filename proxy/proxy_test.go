@@ -192,7 +192,9 @@ func TestHTTPProxy(t *testing.T) {
 	}
 }
 
-func echoServer(t *testing.T) uint32 {
+// tcpBackend runs serve for every connection to a loopback listener
+// (closing the connection after) until the test ends; it returns the port.
+func tcpBackend(t *testing.T, serve func(c net.Conn)) uint32 {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -206,12 +208,18 @@ func echoServer(t *testing.T) uint32 {
 			}
 			go func() {
 				defer c.Close()
-				b, _ := io.ReadAll(c) // until the client half-closes
-				c.Write(append([]byte("echo:"), b...))
+				serve(c)
 			}()
 		}
 	}()
 	return uint32(l.Addr().(*net.TCPAddr).Port)
+}
+
+func echoServer(t *testing.T) uint32 {
+	return tcpBackend(t, func(c net.Conn) {
+		b, _ := io.ReadAll(c) // until the client half-closes
+		c.Write(append([]byte("echo:"), b...))
+	})
 }
 
 func TestTCPServicePorts(t *testing.T) {

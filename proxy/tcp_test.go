@@ -12,33 +12,18 @@ import (
 // lineEcho is a TCP backend that answers every line at once and keeps the
 // connection open until the client closes it.
 func lineEcho(t *testing.T) uint32 {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
+	return tcpBackend(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := l.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := io.WriteString(c, "echo:"+line); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := io.WriteString(c, "echo:"+line); err != nil {
+				return
+			}
 		}
-	}()
-	return uint32(l.Addr().(*net.TCPAddr).Port)
+	})
 }
 
 // lineConn is a client connection of a service port.

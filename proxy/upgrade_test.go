@@ -26,46 +26,31 @@ func wsAccept(key string) string {
 // 126 bytes): it answers the handshake by hand and echoes each frame with
 // the X-Forwarded-Proto it was reached by. A request for /refuse gets 403.
 func wsEchoServer(t *testing.T) uint32 {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
+	return tcpBackend(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		if req.URL.Path == "/refuse" || !strings.EqualFold(req.Header.Get("Upgrade"), "websocket") ||
+			!strings.Contains(strings.ToLower(req.Header.Get("Connection")), "upgrade") {
+			io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\nConnection: close\r\n\r\nrefused")
+			return
+		}
+		proto := req.Header.Get("X-Forwarded-Proto")
+		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+			wsAccept(req.Header.Get("Sec-WebSocket-Key")))
 		for {
-			c, err := l.Accept()
+			msg, err := readFrame(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				if req.URL.Path == "/refuse" || !strings.EqualFold(req.Header.Get("Upgrade"), "websocket") ||
-					!strings.Contains(strings.ToLower(req.Header.Get("Connection")), "upgrade") {
-					io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\nConnection: close\r\n\r\nrefused")
-					return
-				}
-				proto := req.Header.Get("X-Forwarded-Proto")
-				fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-					wsAccept(req.Header.Get("Sec-WebSocket-Key")))
-				for {
-					msg, err := readFrame(br)
-					if err != nil {
-						return
-					}
-					if _, err := c.Write(frame(proto+":"+msg, false)); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := c.Write(frame(proto+":"+msg, false)); err != nil {
+				return
+			}
 		}
-	}()
-	return uint32(l.Addr().(*net.TCPAddr).Port)
+	})
 }
 
 // frame encodes a text frame, masked as a client must send it.
