@@ -7,19 +7,27 @@ import (
 	"github.com/keelhq/keel/api/mesos"
 )
 
-// ValidRole reports, as ErrInvalidRole, why role is not a valid Mesos role
-// path: empty, "." or "..", starting with '-', holding whitespace or an
-// empty, "." or ".." component. "*" is valid (the default role).
+// ValidRole reports, as ErrInvalidRole with the reason, why role is not a
+// valid Mesos role: "*", or one or more "/"-separated components, none
+// empty, "." or "..", none starting with '-', and no whitespace,
+// backslash, NUL or '*' anywhere.
 func ValidRole(role string) error {
 	if role == "*" {
 		return nil
 	}
-	if role == "" || role[0] == '-' {
-		return fmt.Errorf("%w %q", ErrInvalidRole, role)
+	if role == "" {
+		return fmt.Errorf("%w: role name is empty", ErrInvalidRole)
 	}
 	for _, part := range strings.Split(role, "/") {
-		if part == "" || part == "." || part == ".." || part == "*" || strings.ContainsAny(part, " \t\n\r\v\f\x00") {
-			return fmt.Errorf("%w %q", ErrInvalidRole, role)
+		switch {
+		case part == "":
+			return fmt.Errorf("%w: role %q: empty path component", ErrInvalidRole, role)
+		case part == "." || part == "..":
+			return fmt.Errorf("%w: role %q: component %q is not allowed", ErrInvalidRole, role, part)
+		case strings.HasPrefix(part, "-"):
+			return fmt.Errorf("%w: role %q: a component cannot start with '-'", ErrInvalidRole, role)
+		case strings.ContainsAny(part, " \t\n\r\f\v\x00\\*"):
+			return fmt.Errorf("%w: role %q: whitespace, backslash and '*' are not allowed", ErrInvalidRole, role)
 		}
 	}
 	return nil

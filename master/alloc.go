@@ -2,9 +2,7 @@ package master
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/keelhq/keel/allocator"
@@ -147,31 +145,6 @@ func (m *Master) releaseOffer(id string, rescind bool) *offerRec {
 	return o
 }
 
-// ValidateRole checks a role name by Mesos' rules: "*" or one or more
-// "/"-separated components, none empty, "." or "..", none starting with
-// "-", and no whitespace, backslash or "*" anywhere.
-func ValidateRole(role string) error {
-	if role == "*" {
-		return nil
-	}
-	if role == "" {
-		return fmt.Errorf("role name is empty")
-	}
-	for _, part := range strings.Split(role, "/") {
-		switch {
-		case part == "":
-			return fmt.Errorf("role %q: empty path component", role)
-		case part == "." || part == "..":
-			return fmt.Errorf("role %q: component %q is not allowed", role, part)
-		case strings.HasPrefix(part, "-"):
-			return fmt.Errorf("role %q: a component cannot start with '-'", role)
-		case strings.ContainsAny(part, " \t\n\r\f\v\\*"):
-			return fmt.Errorf("role %q: whitespace, backslash and '*' are not allowed", role)
-		}
-	}
-	return nil
-}
-
 // frameworkRoles are the roles a framework subscribes with: Roles for
 // MULTI_ROLE frameworks, else Role, else "*".
 func frameworkRoles(info mesos.FrameworkInfo) []string {
@@ -188,7 +161,7 @@ func frameworkRoles(info mesos.FrameworkInfo) []string {
 // Mesos would refuse, 403 for a role outside the --roles whitelist.
 func (m *Master) checkRoles(info mesos.FrameworkInfo) (int, string) {
 	for _, r := range frameworkRoles(info) {
-		if err := ValidateRole(r); err != nil {
+		if err := allocator.ValidRole(r); err != nil {
 			return http.StatusBadRequest, "Invalid 'framework_info.roles': " + err.Error()
 		}
 		if r == "*" || len(m.cfg.Roles) == 0 {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelhq/keel/allocator"
 	"github.com/keelhq/keel/api/agent"
 	"github.com/keelhq/keel/api/mesos"
 	"github.com/keelhq/keel/master"
@@ -166,7 +167,7 @@ func TestFrameworkRoles(t *testing.T) {
 	if err := master.Run(context.Background(), master.Config{Listen: "127.0.0.1:0"}); err == nil || !strings.Contains(err.Error(), "Store") {
 		t.Fatalf("config without store: %v", err)
 	}
-	if err := master.ValidateRole("a//b"); err == nil {
+	if err := allocator.ValidRole("a//b"); err == nil {
 		t.Fatal("a//b accepted")
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keelhq/keel/allocator"
 	"github.com/keelhq/keel/api/mesos"
 )
 
@@ -198,7 +199,7 @@ func withDefaults(cfg Config) (Config, error) {
 		cfg.MaxAgentPingTimeouts = 5
 	}
 	for _, r := range cfg.Roles {
-		if err := ValidateRole(r); err != nil {
+		if err := allocator.ValidRole(r); err != nil {
 			return cfg, fmt.Errorf("master: config: roles: %w", err)
 		}
 	}

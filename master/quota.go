@@ -32,7 +32,7 @@ func quotaResources(m map[string]mesos.Scalar) mesos.Resources {
 // validateQuota checks one config as Mesos does: a valid, non-"*" role,
 // non-negative values, and guarantees no larger than limits.
 func validateQuota(c mesos.QuotaConfig) error {
-	if err := ValidateRole(c.Role); err != nil {
+	if err := allocator.ValidRole(c.Role); err != nil {
 		return err
 	}
 	if c.Role == "*" {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/keelhq/keel/allocator"
 	"github.com/keelhq/keel/apps"
 	"github.com/keelhq/keel/coord"
 	"github.com/keelhq/keel/internal/scopedreg"
@@ -100,7 +101,7 @@ func startMaster(ctx context.Context, g *errgroup.Group, f masterFlags, reg *pro
 	}
 	var roles []string
 	for _, r := range splitList(f.roles) {
-		if err := master.ValidateRole(r); err != nil {
+		if err := allocator.ValidRole(r); err != nil {
 			return fmt.Errorf("--roles: %w", err)
 		}
 		roles = append(roles, r)
