@@ -205,16 +205,27 @@ func (m *Master) ping(id string, c *conn) {
 	m.armTimer("ping/"+id, m.cfg.AgentPingTimeout, func() { m.ping(id, c) })
 }
 
+// subscribedAgent returns the agent a call (with its stream ID) comes
+// from, or the HTTP status and reason to refuse the call with. Caller
+// holds mu.
+func (m *Master) subscribedAgent(streamID, agentID string) (*agentRec, int, string) {
+	a, ok := m.agents[agentID]
+	if !ok || a.conn == nil {
+		return nil, http.StatusForbidden, "Agent " + agentID + " is not subscribed"
+	}
+	if streamID != a.streamID {
+		return nil, http.StatusBadRequest, "Stream ID does not match the agent's subscription"
+	}
+	return a, 0, ""
+}
+
 // agentPong records an agent's answer to PING.
 func (m *Master) agentPong(streamID, agentID string) (int, string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, ok := m.agents[agentID]
-	if !ok || a.conn == nil {
-		return http.StatusForbidden, "Agent " + agentID + " is not subscribed"
-	}
-	if streamID != a.streamID {
-		return http.StatusBadRequest, "Stream ID does not match the agent's subscription"
+	a, status, msg := m.subscribedAgent(streamID, agentID)
+	if a == nil {
+		return status, msg
 	}
 	a.missedPings = 0
 	return http.StatusAccepted, ""
@@ -256,12 +267,9 @@ func (m *Master) expireAgent(id string) {
 func (m *Master) agentUpdate(streamID, agentID string, u *agent.Update) (int, string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a, ok := m.agents[agentID]
-	if !ok || a.conn == nil {
-		return http.StatusForbidden, "Agent " + agentID + " is not subscribed"
-	}
-	if streamID != a.streamID {
-		return http.StatusBadRequest, "Stream ID does not match the agent's subscription"
+	a, status, msg := m.subscribedAgent(streamID, agentID)
+	if a == nil {
+		return status, msg
 	}
 	st := u.Status
 	st.AgentID = mesos.NewID(agentID)
