@@ -78,6 +78,7 @@ type Proxy struct {
 
 	mu        sync.Mutex // guards clients, listeners, closed; never taken by requests
 	clients   map[string]*backendClient
+	apps      map[string]*appMetrics // by app, for as long as the proxy runs, like the series
 	listeners map[string]*tcpListener
 	closed    bool
 	conns     sync.WaitGroup // accept loops, TCP connections, upgraded tunnels
@@ -113,7 +114,7 @@ func New(cfg Config) (*Proxy, error) {
 		log = slog.Default()
 	}
 	p := &Proxy{cfg: cfg, log: log.With("component", "proxy"), metrics: newMetrics(cfg.Registerer),
-		clients: map[string]*backendClient{}, listeners: map[string]*tcpListener{}, active: map[net.Conn]struct{}{}}
+		clients: map[string]*backendClient{}, apps: map[string]*appMetrics{}, listeners: map[string]*tcpListener{}, active: map[net.Conn]struct{}{}}
 	if cfg.HTTPSAddr != "" {
 		certs, err := newCertStore(cfg.SSLCertsDir, p.log, p.metrics)
 		if err != nil {
@@ -155,6 +156,10 @@ func (p *Proxy) Update(snap *snapshot.Snapshot) {
 	var certRefs []string
 	for _, r := range t.routes {
 		certRefs = append(certRefs, r.SSLCerts...)
+		if r.metrics = p.apps[r.App]; r.metrics == nil {
+			r.metrics = newAppMetrics(p.metrics, r.App)
+			p.apps[r.App] = r.metrics
+		}
 		for i := range r.Backends {
 			b := &r.Backends[i]
 			c := p.clients[b.Addr]
@@ -313,9 +318,6 @@ type fasthttpLogger struct{ log *slog.Logger }
 // Printf logs fasthttp's messages at debug level.
 func (l fasthttpLogger) Printf(format string, args ...any) { l.log.Debug(fmt.Sprintf(format, args...)) }
 
-// hopHeaders are removed in both directions (RFC 9110 7.6.1).
-var hopHeaders = []string{"Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer", "Upgrade"}
-
 // serveHTTP proxies one request of the plain HTTP listener.
 func (p *Proxy) serveHTTP(ctx *fasthttp.RequestCtx) { p.serve(ctx, false) }
 
@@ -324,7 +326,7 @@ func (p *Proxy) serveHTTPS(ctx *fasthttp.RequestCtx) { p.serve(ctx, true) }
 
 // serve proxies one request by its Host header and path.
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx, secure bool) {
-	start := time.Now()
+	start := ctx.Time() // the server's clock reading when the request arrived
 	req := &ctx.Request
 	if code, reason := checkHeaders(req.Header.RawHeaders()); code != 0 {
 		p.metrics.rejected.WithLabelValues(reason).Inc()
@@ -369,21 +371,26 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, secure bool) {
 		}
 		defer endRequest(r.active, &ctx.Response) // a streaming body ends later
 	}
+	var hs hopScan
+	scanRequest(req.Header.RawHeaders(), &hs)
 	var upgrade string
-	if isUpgrade(&req.Header) {
-		upgrade = string(req.Header.Peek("Upgrade"))
+	if hs.websocket() {
+		upgrade = string(hs.upgrade)
 	}
-	stripHop(&req.Header)
-	var buf [128]byte // on the stack unless a long chain of proxies came before
+	for i := range hs.drop.len() {
+		req.Header.DelBytes(hs.drop.at(i))
+	}
+	req.Header.ResetConnectionClose() // the backend connection stays reusable
+	var buf [128]byte                 // on the stack unless a long chain of proxies came before
 	xff := buf[:0]
-	if prior := req.Header.Peek("X-Forwarded-For"); len(prior) > 0 {
-		xff = append(append(xff, prior...), ", "...)
+	for i := range hs.xff.len() {
+		xff = append(append(xff, hs.xff.at(i)...), ", "...)
 	}
 	if ip, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
 		xff = ip.Unmap().AppendTo(xff)
 	}
 	req.Header.SetBytesV("X-Forwarded-For", xff)
-	req.Header.Set("X-Forwarded-Host", string(ctx.Host()))
+	req.Header.SetBytesV("X-Forwarded-Host", ctx.Host())
 	port := p.httpPort
 	if secure {
 		req.Header.Set("X-Forwarded-Proto", "https")
@@ -467,10 +474,7 @@ attempts:
 		p.observe(r, code, start)
 		return
 	}
-	resp.Header.Del("Connection")
-	for _, h := range hopHeaders {
-		resp.Header.Del(h)
-	}
+	cleanResponse(&resp.Header)
 	if r.Sticky && used != sticky {
 		c := fasthttp.AcquireCookie()
 		c.SetKey(stickyName)
@@ -542,23 +546,6 @@ func rewritePath(req *fasthttp.Request, from, to string) {
 	req.SetRequestURIBytes(b)
 }
 
-// stripHop removes hop-by-hop request headers, including those named by
-// Connection, and keeps the backend connection reusable.
-func stripHop(h *fasthttp.RequestHeader) {
-	if c := h.Peek("Connection"); len(c) > 0 {
-		for _, name := range strings.Split(string(c), ",") {
-			if name = strings.TrimSpace(name); name != "" && !strings.EqualFold(name, "close") && !strings.EqualFold(name, "keep-alive") {
-				h.Del(name)
-			}
-		}
-	}
-	h.Del("Connection")
-	h.ResetConnectionClose()
-	for _, name := range hopHeaders {
-		h.Del(name)
-	}
-}
-
 // retriable reports whether the request never reached the backend, so
 // another one may take it.
 func retriable(err error) bool {
@@ -608,6 +595,10 @@ func pick(r *Route, client net.IP) int {
 var codeClasses = [...]string{"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
 func (p *Proxy) observe(r *Route, code int, start time.Time) {
+	if r.metrics != nil {
+		r.metrics.request(code, time.Since(start).Seconds())
+		return
+	}
 	class := "other"
 	if c := code / 100; c >= 0 && c < len(codeClasses) {
 		class = codeClasses[c]

@@ -88,9 +88,10 @@ type Route struct {
 	// MaxConns caps the route's concurrent requests; more get 503 (KEEL_{n}_MAX_CONNS, 0 = no cap).
 	MaxConns int `json:"max_conns,omitempty"`
 
-	auth   *basicAuth
-	next   *atomic.Uint64
-	active *atomic.Int64
+	auth    *basicAuth
+	metrics *appMetrics // attached by Proxy.Update; nil in a table nobody published
+	next    *atomic.Uint64
+	active  *atomic.Int64
 }
 
 // Backend is one task endpoint.

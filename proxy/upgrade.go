@@ -13,13 +13,6 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// isUpgrade reports whether a request asks for a WebSocket upgrade
-// (Connection: Upgrade and Upgrade: websocket, RFC 6455 4.1).
-func isUpgrade(h *fasthttp.RequestHeader) bool {
-	up := h.Peek("Upgrade")
-	return len(up) > 0 && hasToken(h.Peek("Connection"), "upgrade") && hasToken(up, "websocket")
-}
-
 // hasToken reports whether a comma-separated header value holds token,
 // case-insensitively.
 func hasToken(v []byte, token string) bool {
@@ -113,10 +106,7 @@ dial:
 		} else {
 			b.client.health.success()
 		}
-		ctx.Response.Header.Del("Connection")
-		for _, h := range hopHeaders {
-			ctx.Response.Header.Del(h)
-		}
+		cleanResponse(&ctx.Response.Header)
 		p.observe(r, code, start)
 		return
 	}
