@@ -95,3 +95,36 @@ func TestHopHeadersAnyCase(t *testing.T) {
 		}
 	}
 }
+
+// FuzzScanRequest checks scanRequest against a plain reading of the same
+// header block: every hop-by-hop or X-Forwarded-* header, in whatever
+// spelling, is dropped, and Host and the framing headers never are.
+func FuzzScanRequest(f *testing.F) {
+	f.Add("Host: a\r\nConnection: keep-alive, X-A\r\nx-a: 1\r\nTE: trailers\r\n\r\n")
+	f.Add("host: a\r\nconnection: host, content-length, upgrade\r\nUpgrade: websocket\r\ncontent-length: 0\r\n\r\n")
+	f.Add("X-Forwarded-For: 1.1.1.1\r\nx-forwarded-for: 2.2.2.2\r\nTrailer: X\r\n\r\n")
+	f.Fuzz(func(t *testing.T, raw string) {
+		if code, _ := checkHeaders([]byte(raw)); code != 0 {
+			return
+		}
+		var s hopScan
+		scanRequest([]byte(raw), &s)
+		dropped := map[string]bool{}
+		for i := range s.drop.len() {
+			dropped[string(s.drop.at(i))] = true
+		}
+		eachHeader([]byte(raw), func(name, _ []byte) {
+			lower := strings.ToLower(string(name))
+			must := false
+			for _, h := range append(hopNames[:], forwardedNames[:]...) {
+				must = must || lower == h
+			}
+			if must && !dropped[string(name)] {
+				t.Fatalf("%q not dropped from %q", name, raw)
+			}
+			if (lower == "host" || lower == "content-length" || lower == "transfer-encoding") && dropped[string(name)] {
+				t.Fatalf("%q dropped from %q", name, raw)
+			}
+		})
+	})
+}
