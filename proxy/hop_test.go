@@ -128,3 +128,49 @@ func FuzzScanRequest(f *testing.F) {
 		})
 	})
 }
+
+// TestLowercaseFraming: framing headers in lower case, as many servers
+// and clients send them, frame the message in both directions.
+func TestLowercaseFraming(t *testing.T) {
+	p, base := startProxy(t)
+	port := tcpBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			body, _ := io.ReadAll(req.Body)
+			switch req.URL.Path {
+			case "/chunked":
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body)+3, "got"+string(body))
+			default:
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\ngot%s", len(body)+3, body)
+			}
+		}
+	})
+	p.Update(snap(1, task("/web", "web.1", "127.0.0.1", []uint32{port}, nil, map[string]string{"HAPROXY_0_VHOST": "web.example.com"})))
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for _, tc := range []struct{ req, want string }{
+		{"POST /length HTTP/1.1\r\nhost: web.example.com\r\ncontent-length: 3\r\n\r\nabc", "gotabc"},
+		{"POST /chunked HTTP/1.1\r\nhost: web.example.com\r\ntransfer-encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n", "gotxy"},
+		{"GET /length HTTP/1.1\r\nhost: web.example.com\r\n\r\n", "got"},
+	} {
+		fmt.Fprint(c, tc.req)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.req, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != tc.want {
+			t.Fatalf("%q: %d %q, want %q", tc.req, resp.StatusCode, body, tc.want)
+		}
+	}
+}

@@ -291,6 +291,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	<-watchDone
 	p.waitConns()
+	// Nothing will use the backend pools again: close their idle
+	// connections now rather than when they time out.
+	p.mu.Lock()
+	for _, c := range p.clients {
+		c.hc.CloseIdleConnections()
+	}
+	p.mu.Unlock()
 	return err
 }
 
