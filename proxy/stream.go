@@ -99,6 +99,7 @@ func forward(client net.Conn, hc *fasthttp.HostClient, req *fasthttp.Request, re
 	}
 	conn := cc.Conn()
 	streamed := req.IsBodyStream()
+	readSet := false // the read deadline is already deadline
 	var up *upload
 	if streamed {
 		// Each read from the client extends both sides' deadlines: the
@@ -115,7 +116,12 @@ func forward(client net.Conn, hc *fasthttp.HostClient, req *fasthttp.Request, re
 		if hc.WriteTimeout > 0 && start.Add(hc.WriteTimeout).Before(wd) {
 			wd = start.Add(hc.WriteTimeout)
 		}
-		if err := conn.SetWriteDeadline(wd); err != nil {
+		set := conn.SetWriteDeadline
+		if wd.Equal(deadline) {
+			// One call, and one runtime timer for both directions.
+			set, readSet = conn.SetDeadline, true
+		}
+		if err := set(wd); err != nil {
 			hc.CloseConn(cc)
 			return err
 		}
@@ -136,9 +142,11 @@ func forward(client net.Conn, hc *fasthttp.HostClient, req *fasthttp.Request, re
 	if streamed {
 		deadline = time.Now().Add(timeout) // the backend's time to answer starts after the body
 	}
-	if err := conn.SetReadDeadline(deadline); err != nil {
-		hc.CloseConn(cc)
-		return err
+	if !readSet {
+		if err := conn.SetReadDeadline(deadline); err != nil {
+			hc.CloseConn(cc)
+			return err
+		}
 	}
 	if hc.DisableHeaderNamesNormalizing {
 		resp.Header.DisableNormalizing()
