@@ -73,14 +73,6 @@ func TestBuildGolden(t *testing.T) {
 	}
 }
 
-func TestLabel(t *testing.T) {
-	for in, want := range map[string]string{"web.prod": "web-prod", "Odd_Name!!": "odd-name", "-x-": "x", strings.Repeat("a", 70): strings.Repeat("a", 63), "My Framework": "myframework"} {
-		if got := Label(in); got != want {
-			t.Errorf("Label(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // startServer runs a server on a free loopback port.
 func startServer(t *testing.T, cfg Config) *Server {
 	t.Helper()

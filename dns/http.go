@@ -20,7 +20,7 @@ func (s *Server) RegisterHTTP(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"Domain": s.cfg.Domain, "TTL": s.cfg.TTL, "Resolvers": s.cfg.Resolvers,
-			"IPSources": s.cfg.IPSources, "HealthyOnly": s.cfg.HealthyOnly, "Listener": s.cfg.Addr,
+			"IPSources": s.cfg.IPSources, "EnforceRFC952": s.cfg.EnforceRFC952, "HealthyOnly": s.cfg.HealthyOnly, "Listener": s.cfg.Addr,
 			"ZoneResolvers": zoneResolvers, "RateLimit": s.cfg.RateLimit, "RateLimitSlip": s.cfg.RateLimitSlip})
 	})
 	mux.HandleFunc("GET /v1/hosts/{host}", func(w http.ResponseWriter, r *http.Request) {

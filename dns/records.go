@@ -21,6 +21,10 @@ type BuildOptions struct {
 	// IPSources orders where a task's IP comes from: "netinfo" (the task's
 	// own addresses) and "host"/"mesos" (the agent's).
 	IPSources []string
+	// EnforceRFC952 makes task and framework labels RFC 952 names (start
+	// with a letter, at most 24 bytes), as Mesos-DNS's EnforceRFC952 does;
+	// by default they follow RFC 1123 (at most 63 bytes).
+	EnforceRFC952 bool
 }
 
 // Records is an immutable zone: every name in the domain with its records.
@@ -83,30 +87,11 @@ func (r *Records) Names() []string {
 	return out
 }
 
-// Label sanitises a name into one DNS label as Mesos-DNS does: lowercase,
-// '.' and '_' become '-', other characters outside [a-z0-9-] are dropped,
-// hyphens are trimmed from both ends, and the result is cut to 63 bytes.
-func Label(s string) string {
-	var b strings.Builder
-	for _, c := range strings.ToLower(s) {
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-':
-			b.WriteRune(c)
-		case c == '.', c == '_':
-			b.WriteByte('-')
-		}
-	}
-	out := strings.Trim(b.String(), "-")
-	if len(out) > 63 {
-		out = strings.TrimRight(out[:63], "-")
-	}
-	return out
-}
-
 // Build renders a snapshot as a zone. It is pure and deterministic.
 func Build(snap *snapshot.Snapshot, opts BuildOptions) *Records {
 	domain := strings.ToLower(strings.Trim(opts.Domain, ".")) + "."
 	ttl := opts.TTL
+	rule := ruleFor(opts.EnforceRFC952)
 	r := &Records{Domain: domain, Generation: snap.Generation}
 	r.names = map[string][]mdns.RR{}
 	add := func(rr mdns.RR) {
@@ -187,7 +172,7 @@ func Build(snap *snapshot.Snapshot, opts BuildOptions) *Records {
 		if !t.Routable(opts.HealthyOnly) {
 			continue
 		}
-		tname, fname := Label(t.Name), Label(t.FrameworkName)
+		tname, fname := rule.label(t.Name), rule.domainFrag(t.FrameworkName)
 		if tname == "" || fname == "" {
 			continue
 		}
@@ -207,7 +192,7 @@ func Build(snap *snapshot.Snapshot, opts BuildOptions) *Records {
 			}
 			addSRV("_"+tname+"."+proto+"."+fname+"."+domain, target, p.Number)
 			addSRV("_"+tname+"."+proto+"."+fname+".slave."+domain, target, p.Number)
-			if pn := Label(p.Name); pn != "" {
+			if pn := rule.label(p.Name); pn != "" {
 				addSRV("_"+pn+"._"+tname+"."+proto+"."+fname+"."+domain, target, p.Number)
 			}
 		}

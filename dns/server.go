@@ -28,6 +28,9 @@ type Config struct {
 	HealthyOnly bool
 	// IPSources order where task IPs come from (default netinfo, mesos, host).
 	IPSources []string
+	// EnforceRFC952 names tasks and frameworks by RFC 952 instead of RFC
+	// 1123 (Mesos-DNS's EnforceRFC952).
+	EnforceRFC952 bool
 	// Resolvers ("ip:port") answer names outside Domain; none: REFUSED.
 	Resolvers []string
 	// ZoneResolvers send the names under a zone to that zone's servers
@@ -110,7 +113,8 @@ func New(cfg Config) (*Server, error) {
 }
 
 func (s *Server) buildOptions() BuildOptions {
-	return BuildOptions{Domain: s.cfg.Domain, TTL: s.cfg.TTL, HealthyOnly: s.cfg.HealthyOnly, IPSources: s.cfg.IPSources}
+	return BuildOptions{Domain: s.cfg.Domain, TTL: s.cfg.TTL, HealthyOnly: s.cfg.HealthyOnly, IPSources: s.cfg.IPSources,
+		EnforceRFC952: s.cfg.EnforceRFC952}
 }
 
 // Update builds the zone of snap and swaps it in.

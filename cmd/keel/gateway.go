@@ -34,7 +34,7 @@ type gatewayFlags struct {
 	resolvers, recursionAllowed  string
 	zoneResolvers, ipSources     string
 	rateLimit, rateLimitSlip     int
-	healthyOnly                  bool
+	healthyOnly, enforceRFC952   bool
 	ttl                          uint
 	routesFile                   string        // static routes: the routes section of this YAML file
 	tcpIdle, udpIdle             time.Duration // service port idle timeouts
@@ -59,6 +59,7 @@ func (f *gatewayFlags) register(fs *flag.FlagSet, loopback bool) {
 	fs.StringVar(&f.recursionAllowed, "recursion_allowed", "", "comma-separated CIDRs of clients whose outside names are forwarded (default: loopback and private ranges)")
 	fs.StringVar(&f.zoneResolvers, "zone_resolvers", "", `comma-separated zone=ip:port pairs (a zone named twice gets both servers): names under a zone go to its servers, e.g. "consul=127.0.0.1:8600" (Mesos-DNS zoneResolvers)`)
 	fs.StringVar(&f.ipSources, "ip_sources", "netinfo,mesos,host", "where a task's A record comes from, in order: netinfo (container IPs), mesos, host (the agent's IP) (Mesos-DNS IPSources)")
+	fs.BoolVar(&f.enforceRFC952, "enforce_rfc952", false, "DNS names of tasks and frameworks follow RFC 952 (start with a letter, at most 24 characters) instead of RFC 1123 (Mesos-DNS EnforceRFC952)")
 	fs.IntVar(&f.rateLimit, "dns_rate_limit", 0, "UDP responses per second per client /24 (IPv6 /56); 0 turns rate limiting off")
 	fs.IntVar(&f.rateLimitSlip, "dns_rate_limit_slip", 2, "with --dns_rate_limit, every Nth limited response is sent truncated instead of dropped (0: drop all)")
 	fs.BoolVar(&f.healthyOnly, "dns_healthy_only", true, "route and resolve only healthy tasks when they have health checks")
@@ -110,7 +111,7 @@ func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, leader
 			return fmt.Errorf("--ip_sources: unknown source %q (want netinfo, mesos or host)", src)
 		}
 	}
-	d, err := dns.New(dns.Config{IPSources: splitList(f.ipSources), ZoneResolvers: zones, RateLimit: f.rateLimit, RateLimitSlip: f.rateLimitSlip, Addr: f.dnsAddr, Domain: f.domain, TTL: uint32(f.ttl), HealthyOnly: f.healthyOnly,
+	d, err := dns.New(dns.Config{IPSources: splitList(f.ipSources), EnforceRFC952: f.enforceRFC952, ZoneResolvers: zones, RateLimit: f.rateLimit, RateLimitSlip: f.rateLimitSlip, Addr: f.dnsAddr, Domain: f.domain, TTL: uint32(f.ttl), HealthyOnly: f.healthyOnly,
 		Resolvers: resolvers, RecursionAllowed: allowed, Registerer: reg, Logger: log, Version: version})
 	if err != nil {
 		return err
