@@ -10,8 +10,10 @@ import (
 )
 
 // RegisterAdmin mounts /v1/routes: the effective routing table with the
-// labels each route came from, and the labels that were rejected; and
-// /v1/backends: every backend's passive health and in-flight requests.
+// labels each route came from and its source (an app of the cluster or
+// the static routes file), and the labels that were rejected, static
+// routes left out and a refused routes file among them; and /v1/backends:
+// every backend's passive health and in-flight requests.
 func (p *Proxy) RegisterAdmin(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/backends", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -28,20 +30,42 @@ func (p *Proxy) RegisterAdmin(mux *http.ServeMux) {
 			}
 			return routes[i].PortIndex < routes[j].PortIndex
 		})
-		if routes == nil {
-			routes = []*Route{}
-		}
+		views := make([]routeView, len(routes))
 		for i, r := range routes {
-			routes[i] = redacted(r)
+			views[i] = viewOf(redacted(r))
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(struct {
 			Generation  uint64       `json:"generation"`
 			Group       string       `json:"group"`
-			Routes      []*Route     `json:"routes"`
+			Routes      []routeView  `json:"routes"`
 			LabelErrors []LabelError `json:"label_errors"`
-		}{t.Generation, p.cfg.Group, routes, *p.errs.Load()})
+		}{t.Generation, p.cfg.Group, views, *p.errs.Load()})
 	})
+}
+
+// Sources of routes on /v1/routes.
+const (
+	sourceApp    = "app"
+	sourceStatic = "static"
+)
+
+// routeView is a route as /v1/routes shows it: the route's own fields,
+// and where it came from.
+type routeView struct {
+	*Route
+	// Source is "app" (the cluster's) or "static" (the routes file).
+	Source string `json:"source"`
+	// RoutesFile is the file a static route came from.
+	RoutesFile string `json:"routes_file,omitempty"`
+}
+
+func viewOf(r *Route) routeView {
+	v := routeView{Route: r, Source: sourceApp}
+	if f, ok := r.Labels[staticFileLabel]; ok && strings.HasPrefix(r.App, staticPrefix) {
+		v.Source, v.RoutesFile = sourceStatic, f
+	}
+	return v
 }
 
 // Backends returns the passive health of every backend in the table, by

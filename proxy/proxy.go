@@ -141,11 +141,16 @@ func (p *Proxy) tableOptions() TableOptions {
 }
 
 // Update builds the table of snap, swaps it in and reconciles listeners.
-func (p *Proxy) Update(snap *snapshot.Snapshot) {
+func (p *Proxy) Update(snap *snapshot.Snapshot) { p.update(snap, nil) }
+
+// update is Update with extra errors (the static routes') published with
+// the table, so that no reader sees one without the other.
+func (p *Proxy) update(snap *snapshot.Snapshot, extra []LabelError) {
 	if snap == nil {
 		return
 	}
 	t, errs := BuildTable(snap, p.tableOptions())
+	errs = append(errs, extra...)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {

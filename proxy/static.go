@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,8 +24,20 @@ import (
 )
 
 // staticPrefix starts the app ID of every static route, so they stand out
-// in /v1/routes and never collide with a Marathon app.
+// in /v1/routes. A cluster app of the same ID wins over the static route.
 const staticPrefix = "/keel-static/"
+
+// staticFileLabel is set on the synthetic apps of static routes, to the
+// routes file they came from: /v1/routes reads it to tell static routes
+// from the cluster's.
+const staticFileLabel = "keel.routes_file"
+
+// routesFileApp and routesFileLabel name a refused routes file among the
+// label errors.
+const (
+	routesFileApp   = "/keel-static"
+	routesFileLabel = "routes_file"
+)
 
 // StaticRoutes are routes from a file rather than from the cluster: the
 // `routes` section of the gateway's config file.
@@ -34,6 +48,8 @@ type StaticRoutes struct {
 	TCP []StaticPort `yaml:"tcp" json:"tcp"`
 	// UDP are UDP service ports.
 	UDP []StaticPort `yaml:"udp" json:"udp"`
+
+	file string // where the routes were read from, for staticFileLabel
 }
 
 // StaticHTTP is one static virtual-host route.
@@ -193,8 +209,12 @@ func (sr *StaticRoutes) validate() error {
 // MergeStatic returns snap with the static routes added as synthetic
 // Marathon-like apps (/keel-static/<name>, one running task per backend,
 // marathon-lb labels), for BuildTable with opts to route. The snapshot
-// wins: a static route whose vhost + path or service port the snapshot
-// already serves is left out and reported. snap is not modified.
+// wins: a static route whose app ID, vhost + path or service port the
+// snapshot already has is left out and reported, and so is one that
+// clashes with a static route before it. Service ports clash when their
+// protocol and port number are the same and their bind addresses are, or
+// one of them is the wildcard (0.0.0.0, ::), since the second could not be
+// bound. snap is not modified.
 func MergeStatic(snap *snapshot.Snapshot, sr *StaticRoutes, opts TableOptions) (*snapshot.Snapshot, []LabelError) {
 	if sr == nil || len(sr.HTTP)+len(sr.TCP)+len(sr.UDP) == 0 {
 		return snap, nil
@@ -207,21 +227,25 @@ func MergeStatic(snap *snapshot.Snapshot, sr *StaticRoutes, opts TableOptions) (
 		group = "external"
 	}
 	taken, _ := BuildTable(snap, opts)
-	paths := map[string]string{}
+	clusterApps := map[string]bool{}
+	for i := range snap.Tasks {
+		clusterApps[snap.Tasks[i].Group()] = true
+	}
+	paths := map[string]owner{}
 	for _, r := range taken.routes {
 		for _, h := range r.VHosts {
-			paths[h+"\x00"+r.Path] = r.App
+			paths[h+"\x00"+r.Path] = owner{app: r.App}
 		}
 	}
 	var errs []LabelError
-	conflict := func(app, label, value, other string) {
-		errs = append(errs, LabelError{App: app, Label: label, Value: value,
-			Reason: "already served by " + other + " from the cluster, which wins"})
+	conflict := func(app, label, value, reason string) {
+		errs = append(errs, LabelError{App: app, Label: label, Value: value, Reason: reason})
 	}
 	out := *snap
 	out.Tasks = slices.Clone(snap.Tasks)
 	add := func(app string, backends []string, proto string, labels map[string]string) {
 		labels["HAPROXY_GROUP"] = group
+		labels[staticFileLabel] = sr.file
 		for i, b := range backends {
 			host, port, _ := net.SplitHostPort(b)
 			n, _ := strconv.Atoi(port)
@@ -233,11 +257,18 @@ func MergeStatic(snap *snapshot.Snapshot, sr *StaticRoutes, opts TableOptions) (
 http:
 	for _, h := range sr.HTTP {
 		app := staticPrefix + h.Name
+		if clusterApps[app] {
+			conflict(app, "routes.http", app, "app ID already used by the cluster, which wins")
+			continue
+		}
 		for _, v := range h.VHosts {
 			if other, ok := paths[v+"\x00"+h.Path]; ok {
-				conflict(app, "routes.http", v+h.Path, other)
+				conflict(app, "routes.http", v+h.Path, "already served by "+other.String())
 				continue http
 			}
+		}
+		for _, v := range h.VHosts {
+			paths[v+"\x00"+h.Path] = owner{app: app, static: true}
 		}
 		l := map[string]string{"HAPROXY_0_VHOST": strings.Join(h.VHosts, ",")}
 		if h.Path != "" {
@@ -257,18 +288,32 @@ http:
 		}
 		add(app, h.Backends, "tcp", l)
 	}
-	ports := func(proto string, ps []StaticPort, used map[string]*Route) {
+	ports := func(proto string, ps []StaticPort, cluster map[string]*Route) {
+		var bound []boundPort
+		for _, listen := range slices.Sorted(maps.Keys(cluster)) {
+			bound = append(bound, newBoundPort(listen, owner{app: cluster[listen].App}))
+		}
 		for _, sp := range ps {
 			app := staticPrefix + sp.Name
+			if clusterApps[app] {
+				conflict(app, "routes."+proto, app, "app ID already used by the cluster, which wins")
+				continue
+			}
 			bind := sp.Bind
 			if bind == "" {
 				bind = opts.ServiceBind
 			}
-			listen := net.JoinHostPort(bind, strconv.Itoa(sp.Port))
-			if other := used[listen]; other != nil {
-				conflict(app, "routes."+proto, listen, other.App)
+			b := newBoundPort(net.JoinHostPort(bind, strconv.Itoa(sp.Port)), owner{app: app, static: true})
+			if i := slices.IndexFunc(bound, b.clashes); i >= 0 {
+				other := bound[i]
+				reason := "already served by " + other.owner.String()
+				if other.listen != b.listen {
+					reason = "cannot be bound beside " + other.listen + " of " + other.owner.String()
+				}
+				conflict(app, "routes."+proto, b.listen, reason)
 				continue
 			}
+			bound = append(bound, b)
 			l := map[string]string{"HAPROXY_0_PORT": strconv.Itoa(sp.Port), "HAPROXY_0_BIND_ADDR": bind}
 			if sp.Balance != "" {
 				l["HAPROXY_0_BALANCE"] = sp.Balance
@@ -284,18 +329,64 @@ http:
 	return &out, errs
 }
 
+// owner is who has a route, for the conflicts MergeStatic reports.
+type owner struct {
+	app    string
+	static bool // an earlier static route, else the cluster's
+}
+
+func (o owner) String() string {
+	if o.static {
+		return o.app + ", earlier in the routes file"
+	}
+	return o.app + " from the cluster, which wins"
+}
+
+// boundPort is a service port listener address and who has it.
+type boundPort struct {
+	listen string // "ip:port"
+	ip     netip.Addr
+	port   uint16
+	owner  owner
+}
+
+func newBoundPort(listen string, o owner) boundPort {
+	b := boundPort{listen: listen, owner: o}
+	if ap, err := netip.ParseAddrPort(listen); err == nil {
+		b.ip, b.port = ap.Addr().Unmap(), ap.Port()
+	}
+	return b
+}
+
+// clashes reports whether o and b cannot both be bound: the same address,
+// or the same port where one binds the wildcard (:: also takes IPv4, as
+// Linux binds it dual-stack by default).
+func (b boundPort) clashes(o boundPort) bool {
+	if b.listen == o.listen {
+		return true
+	}
+	if !b.ip.IsValid() || !o.ip.IsValid() || b.port != o.port {
+		return false
+	}
+	wild := func(w, x netip.Addr) bool { return w.IsUnspecified() && (w.Is6() || x.Is4()) }
+	return b.ip == o.ip || wild(b.ip, o.ip) || wild(o.ip, b.ip)
+}
+
 // Static feeds a proxy the cluster's snapshots merged with the static
 // routes of a file, and follows the file: a change is served within
 // moments, a broken file is logged and the last good routes keep serving.
+// Static routes left out and a refused file are shown among the proxy's
+// label errors (/v1/routes).
 type Static struct {
 	p    *Proxy
 	file string
 
-	mu     sync.Mutex
-	routes *StaticRoutes
-	raw    []byte
-	snap   *snapshot.Snapshot
-	errs   []LabelError
+	mu      sync.Mutex
+	routes  *StaticRoutes
+	raw     []byte
+	snap    *snapshot.Snapshot
+	errs    []LabelError // static routes left out
+	fileErr []LabelError // why the file on disk is not the one serving
 }
 
 // NewStatic reads the routes section of file for p. A file that cannot be
@@ -309,6 +400,7 @@ func (p *Proxy) NewStatic(file string) (*Static, error) {
 	if s.routes, err = ParseStaticRoutes(raw); err != nil {
 		return nil, fmt.Errorf("%w (in %s)", err, s.file)
 	}
+	s.routes.file = s.file
 	s.raw = raw
 	return s, nil
 }
@@ -325,12 +417,13 @@ func (s *Static) Update(snap *snapshot.Snapshot) {
 	s.publish()
 }
 
-// Errors are the static routes left out because the cluster serves their
-// vhost + path or port.
+// Errors are the static routes left out because the cluster (or a static
+// route before them) serves their vhost + path or port, and why the
+// routes file was refused if it was.
 func (s *Static) Errors() []LabelError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.errs)
+	return slices.Concat(s.errs, s.fileErr)
 }
 
 // publish gives the proxy the merged snapshot. Caller holds s.mu.
@@ -346,27 +439,52 @@ func (s *Static) publish() {
 		}
 	}
 	s.errs = errs
-	s.p.Update(merged)
+	s.p.update(merged, slices.Concat(s.errs, s.fileErr))
+}
+
+// refused records why the file on disk is not serving (nil: it is) and
+// republishes when that changed. Caller holds s.mu.
+func (s *Static) refused(err error) {
+	var errs []LabelError
+	if err != nil {
+		parts := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			parts = j.Unwrap()
+		}
+		for _, e := range parts {
+			errs = append(errs, LabelError{App: routesFileApp, Label: routesFileLabel, Value: s.file,
+				Reason: strings.TrimPrefix(e.Error(), "proxy: routes: ") + "; the last good routes keep serving"})
+		}
+	}
+	if slices.Equal(errs, s.fileErr) {
+		return
+	}
+	s.fileErr = errs
+	s.publish()
 }
 
 // reload rereads the file; it keeps the last good routes if it is broken.
 func (s *Static) reload() {
 	raw, err := os.ReadFile(s.file)
-	if err != nil {
-		s.p.log.Error("cannot read routes file: keeping the last good routes", "file", s.file, "err", err)
-		return
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err != nil {
+		s.p.log.Error("cannot read routes file: keeping the last good routes", "file", s.file, "err", err)
+		s.refused(fmt.Errorf("cannot read it: %w", err))
+		return
+	}
 	if bytes.Equal(raw, s.raw) {
+		s.refused(nil)
 		return
 	}
 	routes, err := ParseStaticRoutes(raw)
 	if err != nil {
 		s.p.log.Error("broken routes file: keeping the last good routes", "file", s.file, "err", err)
+		s.refused(err)
 		return
 	}
-	s.raw, s.routes = raw, routes
+	routes.file = s.file
+	s.raw, s.routes, s.fileErr = raw, routes, nil
 	s.p.log.Info("static routes reloaded", "file", s.file, "http", len(routes.HTTP), "tcp", len(routes.TCP), "udp", len(routes.UDP))
 	s.publish()
 }

@@ -226,3 +226,69 @@ func TestStaticExampleConfig(t *testing.T) {
 		t.Fatalf("example routes: %+v", sr)
 	}
 }
+
+// TestMergeStaticConflicts: which static routes MergeStatic leaves out,
+// and what it says about them.
+func TestMergeStaticConflicts(t *testing.T) {
+	tcp := func(name, bind string, port int) StaticPort {
+		return StaticPort{Name: name, Bind: bind, Port: port, Backends: []string{"10.0.0.9:1"}}
+	}
+	web := func(name, vhost, path string) StaticHTTP {
+		return StaticHTTP{Name: name, VHosts: []string{vhost}, Path: path, Backends: []string{"10.0.0.9:80"}}
+	}
+	cluster := task("/app", "app.1", "10.1.0.1", []uint32{31000, 31001}, []uint32{5432, 0}, map[string]string{"HAPROXY_1_VHOST": "app.example.com"})
+	v6 := task("/v6", "v6.1", "10.1.0.2", []uint32{31000}, []uint32{6000}, map[string]string{"HAPROXY_0_BIND_ADDR": "::1"})
+	named := task("/keel-static/taken", "x.1", "10.1.0.3", []uint32{31000}, nil, map[string]string{"HAPROXY_0_VHOST": "x.example.com"})
+	type left struct{ app, value, reason string }
+	for _, c := range []struct {
+		name string
+		sr   StaticRoutes
+		want []left
+	}{
+		{"no conflict; tcp and udp may share a port", StaticRoutes{TCP: []StaticPort{tcp("a", "", 7000)}, UDP: []StaticPort{tcp("b", "", 7000)}}, nil},
+		{"same port as the cluster", StaticRoutes{TCP: []StaticPort{tcp("a", "", 5432)}},
+			[]left{{"/keel-static/a", "127.0.0.1:5432", "already served by /app from the cluster, which wins"}}},
+		{"wildcard beside the cluster's address", StaticRoutes{TCP: []StaticPort{tcp("a", "0.0.0.0", 5432), tcp("b", "::", 5432)}},
+			[]left{{"/keel-static/a", "0.0.0.0:5432", "cannot be bound beside 127.0.0.1:5432 of /app from the cluster"},
+				{"/keel-static/b", "[::]:5432", "cannot be bound beside 127.0.0.1:5432 of /app"}}},
+		{"an IPv4 wildcard does not take IPv6", StaticRoutes{TCP: []StaticPort{tcp("a", "0.0.0.0", 6000)}}, nil},
+		{"default bind and the same address spelt out", StaticRoutes{TCP: []StaticPort{tcp("a", "", 7000), tcp("b", "127.0.0.1", 7000)}},
+			[]left{{"/keel-static/b", "127.0.0.1:7000", "already served by /keel-static/a, earlier in the routes file"}}},
+		{"two static wildcards", StaticRoutes{UDP: []StaticPort{tcp("a", "127.0.0.2", 53), tcp("b", "0.0.0.0", 53)}},
+			[]left{{"/keel-static/b", "0.0.0.0:53", "cannot be bound beside 127.0.0.2:53 of /keel-static/a, earlier"}}},
+		{"vhost and path of the cluster", StaticRoutes{HTTP: []StaticHTTP{web("a", "app.example.com", ""), web("b", "app.example.com", "/api")}},
+			[]left{{"/keel-static/a", "app.example.com", "already served by /app from the cluster"}}},
+		{"vhost and path of another static route", StaticRoutes{HTTP: []StaticHTTP{web("a", "s.example.com", "/x"), web("b", "s.example.com", "/x")}},
+			[]left{{"/keel-static/b", "s.example.com/x", "already served by /keel-static/a, earlier in the routes file"}}},
+		{"app ID of a cluster app", StaticRoutes{HTTP: []StaticHTTP{web("taken", "other.example.com", "")}, TCP: []StaticPort{tcp("taken", "", 7001)}},
+			[]left{{"/keel-static/taken", "/keel-static/taken", "app ID already used by the cluster"}, {"/keel-static/taken", "/keel-static/taken", "app ID"}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := snap(1, cluster, v6, named)
+			merged, errs := MergeStatic(in, &c.sr, TableOptions{ServiceBind: "127.0.0.1"})
+			if len(errs) != len(c.want) {
+				t.Fatalf("conflicts %+v, want %d", errs, len(c.want))
+			}
+			for i, w := range c.want {
+				if e := errs[i]; e.App != w.app || e.Value != w.value || !strings.HasPrefix(e.Reason, w.reason) {
+					t.Errorf("conflict %d: %+v, want %+v", i, e, w)
+				}
+			}
+			// What is reported is left out; the rest is routed, and the
+			// table has no label errors of its own.
+			tb, lerrs := BuildTable(merged, TableOptions{ServiceBind: "127.0.0.1"})
+			if len(lerrs) != 0 {
+				t.Errorf("label errors of the merged table: %+v", lerrs)
+			}
+			static := 0
+			for _, r := range tb.routes {
+				if strings.HasPrefix(r.App, staticPrefix) && r.App != "/keel-static/taken" {
+					static++
+				}
+			}
+			if want := len(c.sr.HTTP) + len(c.sr.TCP) + len(c.sr.UDP) - len(c.want); static != want {
+				t.Errorf("%d static routes in the table, want %d:\n%s", static, want, describe(tb))
+			}
+		})
+	}
+}

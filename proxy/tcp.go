@@ -26,8 +26,24 @@ type tcpListener struct {
 	ln   net.Listener
 	udp  *udpListener
 	once sync.Once
+
+	// series holds the metric series of app, the app the table gives the
+	// port, while the listener is open; guarded by Proxy.mu.
+	series *l4Series
+	proto  string // protoTCP or protoUDP
+	listen string // "ip:port"
+	app    string
 }
 
+// serve makes app the one whose series the listener holds. Caller holds
+// Proxy.mu.
+func (l *tcpListener) serve(app string) {
+	l.series.listen(l.proto, l.listen, l.app, app)
+	l.app = app
+}
+
+// close stops the listener and lets go of its app's series (connections
+// still open keep theirs). Caller holds Proxy.mu.
 func (l *tcpListener) close() {
 	l.once.Do(func() {
 		if l.ln != nil {
@@ -36,6 +52,7 @@ func (l *tcpListener) close() {
 		if l.udp != nil {
 			l.udp.close()
 		}
+		l.serve("")
 	})
 }
 
@@ -68,11 +85,14 @@ func (p *Proxy) reconcileListeners(t *Table) {
 		if l.udp != nil {
 			continue // reconcileUDP's
 		}
-		if _, ok := t.services[key]; !ok {
+		r, ok := t.services[key]
+		if !ok {
 			p.log.Info("closing service port", "listen", key)
 			l.close()
 			delete(p.listeners, key)
+			continue
 		}
+		l.serve(r.App) // the port may have passed to another app
 	}
 	for key, r := range t.services {
 		if _, ok := p.listeners[key]; ok {
@@ -84,7 +104,8 @@ func (p *Proxy) reconcileListeners(t *Table) {
 			p.log.Error("cannot open service port", "listen", key, "app", r.App, "err", err)
 			continue
 		}
-		l := &tcpListener{key: key, ln: ln}
+		l := &tcpListener{key: key, ln: ln, series: p.metrics.l4, proto: protoTCP, listen: key}
+		l.serve(r.App)
 		p.listeners[key] = l
 		p.log.Info("opened service port", "listen", key, "app", r.App, "mode", r.Mode)
 		p.conns.Add(1)
@@ -122,20 +143,22 @@ func (p *Proxy) serveTCP(key string, c net.Conn) {
 	if r == nil || len(r.Backends) == 0 {
 		return
 	}
-	port := r.Listen
 	// KEEL_{n}_MAX_CONNS counts TCP connections on the service port too,
 	// together with the route's HTTP requests: beyond it, close at once.
 	if r.MaxConns > 0 {
 		if r.active.Add(1) > int64(r.MaxConns) {
 			r.active.Add(-1)
-			p.log.Debug("service port connection refused: KEEL_MAX_CONNS reached", "listen", port, "app", r.App, "max_conns", r.MaxConns)
+			p.log.Debug("service port connection refused: KEEL_MAX_CONNS reached", "listen", key, "app", r.App, "max_conns", r.MaxConns)
 			return
 		}
 		defer r.active.Add(-1)
 	}
-	p.metrics.tcpConns.WithLabelValues(port).Inc()
-	p.metrics.tcpActive.WithLabelValues(port).Inc()
-	defer p.metrics.tcpActive.WithLabelValues(port).Dec()
+	series := l4Key{protoTCP, r.App, key}
+	m := p.metrics.l4.acquire(series)
+	defer p.metrics.l4.release(series)
+	m.opened.Inc()
+	m.active.Inc()
+	defer m.active.Dec()
 	var ip net.IP
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		ip = a.IP
@@ -169,18 +192,22 @@ dial:
 	p.track(true, be)
 	defer p.track(false, be)
 	// Both directions as plain *net.TCPConn copies, so the kernel splices;
-	// each side's EOF is passed on as a half-close.
+	// each side's EOF is passed on as a half-close. The copies' own counts
+	// are the byte counters: nothing wraps the conns to count as it goes.
 	done := make(chan struct{})
 	stopIdle := p.watchIdle(c, be, done)
 	defer stopIdle()
+	var in int64
 	go func() {
 		defer close(done)
-		io.Copy(be, c)
+		in, _ = io.Copy(be, c)
 		closeWrite(be)
 	}()
-	io.Copy(c, be)
+	out, _ := io.Copy(c, be)
 	closeWrite(c)
 	<-done
+	m.bytesIn.Add(float64(in))
+	m.bytesOut.Add(float64(out))
 }
 
 // watchIdle closes the pair c, be once neither has moved a byte for the

@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // lineEcho is a TCP backend that answers every line at once and keeps the
@@ -144,5 +147,111 @@ func TestTCPMaxConns(t *testing.T) {
 			t.Fatal("a slot freed by a closed connection is not reused")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestTCPMetrics moves bytes through service ports and reads the per app
+// series from the proxy's registry: they exist at zero while the port is
+// open, count connections and bytes each way, follow the port to another
+// app, and are deleted once the app's listener and last connection are gone.
+func TestTCPMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p, _, _ := startWith(t, func(c *Config) { c.Registerer = reg })
+	echo, lines := echoServer(t), lineEcho(t)
+	sp, sp2 := freePort(t), freePort(t)
+	listen, listen2 := fmt.Sprintf("127.0.0.1:%d", sp), fmt.Sprintf("127.0.0.1:%d", sp2)
+	dbTask := task("/db", "db.1", "127.0.0.1", []uint32{echo}, []uint32{sp}, nil)
+	kvTask := task("/kv", "kv.1", "127.0.0.1", []uint32{lines}, []uint32{sp2}, nil)
+	// Update opens the ports before it returns: no probing connection is
+	// needed (or counted).
+	p.Update(snap(1, dbTask, kvTask))
+	db, kv := map[string]string{"app": "/db", "listen": listen}, map[string]string{"app": "/kv", "listen": listen2}
+	dir := func(labels map[string]string, d string) map[string]string {
+		return map[string]string{"app": labels["app"], "listen": labels["listen"], "direction": d}
+	}
+	value := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		v, ok := sample(t, reg, name, labels)
+		if !ok {
+			t.Fatalf("no series %s%v", name, labels)
+		}
+		return v
+	}
+	for _, name := range []string{"keel_proxy_tcp_active_connections", "keel_proxy_tcp_connections_total"} {
+		if v := value(name, db); v != 0 {
+			t.Fatalf("%s of an unused open port: %v", name, v)
+		}
+	}
+
+	// 1 MiB in, the echo of it out.
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+	c, err := net.DialTimeout("tcp", listen, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(payload); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	back, err := io.ReadAll(c)
+	if err != nil || len(back) != len(payload)+5 || !bytes.Equal(back[5:], payload) {
+		t.Fatalf("echo through the proxy: %d bytes, %v", len(back), err)
+	}
+	eventually(t, "bytes counted when the connection ends", func() bool {
+		in, _ := sample(t, reg, "keel_proxy_tcp_bytes_total", dir(db, "in"))
+		return in > 0
+	})
+	if in, out := value("keel_proxy_tcp_bytes_total", dir(db, "in")), value("keel_proxy_tcp_bytes_total", dir(db, "out")); in != float64(len(payload)) || out != float64(len(back)) {
+		t.Fatalf("bytes in %v out %v, want %d and %d", in, out, len(payload), len(back))
+	}
+	if n, a := value("keel_proxy_tcp_connections_total", db), value("keel_proxy_tcp_active_connections", db); n != 1 || a != 0 {
+		t.Fatalf("connections %v active %v, want 1 and 0", n, a)
+	}
+
+	// A connection open to /kv shows as active, and keeps its series
+	// after /kv leaves and its listener closes, until it ends.
+	held := dialLine(t, sp2)
+	if out, err := held.roundTrip("hi"); err != nil || out != "echo:hi\n" {
+		t.Fatalf("kv: %q %v", out, err)
+	}
+	if a := value("keel_proxy_tcp_active_connections", kv); a != 1 {
+		t.Fatalf("active connections of /kv with one open: %v", a)
+	}
+	p.Update(snap(2, dbTask))
+	if a, ok := sample(t, reg, "keel_proxy_tcp_active_connections", kv); !ok || a != 1 {
+		t.Fatalf("/kv's open connection after its listener closed: %v %v", a, ok)
+	}
+	if out, err := held.roundTrip("still"); err != nil || out != "echo:still\n" {
+		t.Fatalf("open connection cut when its port closed: %q %v", out, err)
+	}
+	held.Close()
+	gone := func(app string) func() bool {
+		return func() bool {
+			n := 0
+			for _, name := range []string{"keel_proxy_tcp_active_connections", "keel_proxy_tcp_connections_total", "keel_proxy_tcp_bytes_total"} {
+				n += seriesOf(t, reg, name, map[string]string{"app": app})
+			}
+			return n == 0
+		}
+	}
+	eventually(t, "/kv's series deleted after its last connection", gone("/kv"))
+	if v := value("keel_proxy_tcp_connections_total", db); v != 1 {
+		t.Fatalf("/db's series changed with /kv's: %v", v)
+	}
+
+	// The port passes to another app (the listener stays open): the series
+	// follow the app, and go when the last app leaves.
+	p.Update(snap(3, task("/db2", "db2.1", "127.0.0.1", []uint32{echo}, []uint32{sp}, nil)))
+	if !gone("/db")() {
+		t.Fatal("/db's series left after its port passed to /db2")
+	}
+	if v := value("keel_proxy_tcp_active_connections", map[string]string{"app": "/db2", "listen": listen}); v != 0 {
+		t.Fatalf("/db2: %v", v)
+	}
+	p.Update(snap(4))
+	if n := seriesOf(t, reg, "keel_proxy_tcp_active_connections", nil) + seriesOf(t, reg, "keel_proxy_tcp_connections_total", nil); n != 0 {
+		t.Fatalf("%d TCP series left with no app", n)
 	}
 }

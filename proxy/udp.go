@@ -44,6 +44,8 @@ type udpSession struct {
 	up      *net.UDPConn
 	last    atomic.Int64 // unix nanoseconds of the last datagram either way
 	once    sync.Once
+	series  l4Key // the app's series, held until the reply loop ends
+	m       *l4Counters
 }
 
 func (s *udpSession) close() { s.once.Do(func() { s.up.Close() }) }
@@ -62,11 +64,14 @@ func (p *Proxy) reconcileUDP(t *Table) {
 		if l.udp == nil {
 			continue
 		}
-		if _, ok := t.udp[l.udp.key]; !ok {
+		r, ok := t.udp[l.udp.key]
+		if !ok {
 			p.log.Info("closing UDP service port", "listen", l.udp.key)
 			l.close()
 			delete(p.listeners, key)
+			continue
 		}
+		l.serve(r.App) // the port may have passed to another app
 	}
 	for addr, r := range t.udp {
 		key := udpPrefix + addr
@@ -84,7 +89,9 @@ func (p *Proxy) reconcileUDP(t *Table) {
 			continue
 		}
 		u := &udpListener{p: p, key: addr, pc: pc, idle: p.udpIdleTimeout(), sessions: map[netip.AddrPort]*udpSession{}}
-		p.listeners[key] = &tcpListener{key: key, udp: u}
+		l := &tcpListener{key: key, udp: u, series: p.metrics.l4, proto: protoUDP, listen: addr}
+		l.serve(r.App)
+		p.listeners[key] = l
 		p.log.Info("opened UDP service port", "listen", addr, "app", r.App)
 		p.conns.Add(1)
 		go u.readLoop()
@@ -131,7 +138,10 @@ func (u *udpListener) readLoop() {
 		s.last.Store(time.Now().UnixNano())
 		if _, err := s.up.Write(buf[:n]); err != nil {
 			s.close()
+			continue
 		}
+		s.m.datagramsIn.Inc()
+		s.m.bytesIn.Add(float64(n))
 	}
 }
 
@@ -172,7 +182,11 @@ func (u *udpListener) session(r *Route, client netip.AddrPort) *udpSession {
 				u.p.metrics.backendErrors.WithLabelValues(r.App).Inc()
 				continue
 			}
-			s := &udpSession{client: client, addr: b.Addr, backend: b.client, up: c.(*net.UDPConn)}
+			s := &udpSession{client: client, addr: b.Addr, backend: b.client, up: c.(*net.UDPConn),
+				series: l4Key{protoUDP, r.App, u.key}}
+			s.m = u.p.metrics.l4.acquire(s.series)
+			s.m.opened.Inc()
+			s.m.active.Inc()
 			s.last.Store(now)
 			u.sessions[client] = s
 			u.p.conns.Add(1)
@@ -194,6 +208,8 @@ func (u *udpListener) replyLoop(s *udpSession) {
 			delete(u.sessions, s.client)
 		}
 		u.mu.Unlock()
+		s.m.active.Dec()
+		u.p.metrics.l4.release(s.series)
 	}()
 	buf := make([]byte, maxDatagram)
 	for {
@@ -211,8 +227,13 @@ func (u *udpListener) replyLoop(s *udpSession) {
 		}
 		s.backend.health.success()
 		s.last.Store(time.Now().UnixNano())
-		if _, err := u.pc.WriteToUDPAddrPort(buf[:n], s.client); err != nil && errors.Is(err, net.ErrClosed) {
-			return
+		if _, err := u.pc.WriteToUDPAddrPort(buf[:n], s.client); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
 		}
+		s.m.datagramsOut.Inc()
+		s.m.bytesOut.Add(float64(n))
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keelhq/keel/snapshot"
 )
 
@@ -158,4 +160,77 @@ func TestUDPTable(t *testing.T) {
 	if tb.udp["127.0.0.1:10055"] != nil || tb.udp["127.0.0.1:10056"] != nil {
 		t.Fatal("ports with bad labels must be skipped")
 	}
+}
+
+// TestUDPMetrics counts sessions, datagrams and bytes of a UDP service
+// port per app, and deletes the app's series when its port closes.
+func TestUDPMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p, _, _ := startWith(t, func(c *Config) { c.Registerer = reg; c.UDPIdleTimeout = 300 * time.Millisecond })
+	be, sp := udpEcho(t, "b0"), freeUDPPort(t)
+	p.Update(snap(1, udpTask("/dns", "dns.0", be, sp, nil)))
+	dns := map[string]string{"app": "/dns", "listen": fmt.Sprintf("127.0.0.1:%d", sp)}
+	dir := func(d string) map[string]string {
+		return map[string]string{"app": dns["app"], "listen": dns["listen"], "direction": d}
+	}
+	value := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		v, ok := sample(t, reg, name, labels)
+		if !ok {
+			t.Fatalf("no series %s%v", name, labels)
+		}
+		return v
+	}
+	if v := value("keel_proxy_udp_active_sessions", dns); v != 0 {
+		t.Fatalf("active sessions of an unused open port: %v", v)
+	}
+
+	// The port is open once Update returns: each datagram is sent once,
+	// so the counts are exact.
+	c := dialUDP(t, sp)
+	buf := make([]byte, 64)
+	for _, q := range []string{"q1", "q22"} {
+		if _, err := c.Write([]byte(q)); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != "b0:"+q {
+			t.Fatalf("answer to %s: %q %v", q, buf[:n], err)
+		}
+	}
+	eventually(t, "the second reply counted", func() bool {
+		v, _ := sample(t, reg, "keel_proxy_udp_datagrams_total", dir("out"))
+		return v == 2
+	})
+	for _, w := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"keel_proxy_udp_sessions_total", dns, 1},
+		{"keel_proxy_udp_active_sessions", dns, 1},
+		{"keel_proxy_udp_datagrams_total", dir("in"), 2},
+		{"keel_proxy_udp_bytes_total", dir("in"), 5},
+		{"keel_proxy_udp_bytes_total", dir("out"), 11},
+	} {
+		if v := value(w.name, w.labels); v != w.want {
+			t.Errorf("%s%v = %v, want %v", w.name, w.labels, v, w.want)
+		}
+	}
+	eventually(t, "the idle session ends", func() bool { return value("keel_proxy_udp_active_sessions", dns) == 0 })
+
+	// When the app leaves, its port closes and ends its sessions; then
+	// its series go.
+	if got := udpAsk(t, c, "late"); got != "b0:late" {
+		t.Fatalf("after idle: %q", got)
+	}
+	p.Update(snap(2))
+	eventually(t, "/dns's series deleted", func() bool {
+		n := 0
+		for _, name := range []string{"keel_proxy_udp_sessions_total", "keel_proxy_udp_active_sessions", "keel_proxy_udp_datagrams_total", "keel_proxy_udp_bytes_total"} {
+			n += seriesOf(t, reg, name, nil)
+		}
+		return n == 0
+	})
 }
