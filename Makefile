@@ -25,11 +25,13 @@ vet:
 dev:
 	$(GO) run ./cmd/keel dev
 
-# bench runs the benchmarks of ../shared/BENCH.md that exist so far.
-bench:
+# bench runs the benchmarks of ../shared/BENCH.md (after the test tools: the
+# 3-node figures need ZooKeeper), with the peers bench-deps.sh installs.
+bench: test-deps
 	./scripts/bench-deps.sh
 	$(GO) test -run xxx -bench . -benchtime 20x ./allocator
 	$(GO) test -run xxx -bench Propagation -benchtime 1000x ./bench
+	$(GO) test -run xxx -bench HAPropagation -benchtime 20x -timeout 20m ./e2e
 	$(GO) test -run xxx -bench Launch -benchtime 1x -timeout 30m ./bench
 	$(GO) run ./bench/cmd/proxybench run --case all --pairs 3 --duration 5s
 	$(GO) run ./bench/cmd/dnsbench run --pairs 3 --duration 10s

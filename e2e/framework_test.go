@@ -22,7 +22,7 @@ type proc struct {
 }
 
 // startKeel runs `keel args...` until the test ends.
-func startKeel(t *testing.T, args ...string) *proc {
+func startKeel(t testing.TB, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(keel(t), args...), exited: make(chan error, 1)}
 	w := syncBuffer{&p.mu, &p.out}

@@ -29,7 +29,7 @@ import (
 // each running keel master, keel agent and keel gateway as separate
 // processes, masters with --zk and --quorum 2.
 type haCluster struct {
-	t     *testing.T
+	t     testing.TB
 	zk    *zktest.Cluster
 	zkURL string
 	nodes []*haNode
@@ -53,7 +53,7 @@ const (
 	haSession      = 3 * time.Second
 )
 
-func startHA(t *testing.T) *haCluster {
+func startHA(t testing.TB) *haCluster {
 	t.Helper()
 	need(t, "python3")
 	zk := zktest.StartEnsemble(t, 3)

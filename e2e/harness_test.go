@@ -52,7 +52,7 @@ func killSandboxProcesses(dir string) {
 }
 
 // keel builds the keel binary once per test run.
-func keel(t *testing.T) string {
+func keel(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "keel-e2e-bin")
@@ -79,7 +79,7 @@ func keel(t *testing.T) string {
 
 // need fails the test with a clear message when a tool is missing (the
 // README's test command installs them).
-func need(t *testing.T, tools ...string) {
+func need(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {

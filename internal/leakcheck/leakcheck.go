@@ -57,8 +57,10 @@ func ours() []string {
 		if !strings.Contains(g, module) {
 			continue
 		}
-		// Test functions themselves (parallel siblings) are not leaks.
-		if strings.Contains(g, "testing.tRunner") && !strings.Contains(g, "created by "+module) {
+		// Test functions themselves (parallel siblings), and the main
+		// goroutine running a package's TestMain (it runs benchmarks
+		// without a tRunner), are not leaks.
+		if (strings.Contains(g, "testing.tRunner") || strings.Contains(g, "testing.(*M).Run")) && !strings.Contains(g, "created by "+module) {
 			continue
 		}
 		out = append(out, g)
