@@ -252,6 +252,7 @@ func TestWebUI(t *testing.T) {
 	}
 	u.do("follow the nav link to the gateway page", chromedp.Navigate(navLink))
 	u.wait("the gateway lists the app's route", `(() => { const r = document.querySelector('#routes tr[data-app="/uitest"]'); return r && r.textContent.includes("uitest.example.com") && r.querySelectorAll("li").length === 2; })()`, 30*time.Second)
+	u.wait("the route says it is the cluster's and its backends are up", `(() => { const r = document.querySelector('#routes tr[data-app="/uitest"]'); return r.children[1].textContent === "app" && [...r.querySelectorAll("li span.ok")].filter(s => s.textContent.startsWith("up")).length === 2; })()`, 10*time.Second)
 	u.wait("the DNS browser lists the app", `[...document.querySelectorAll("#dns tr")].some(r => r.textContent.includes("uitest.marathon.mesos."))`, 20*time.Second)
 	u.do("search DNS records", chromedp.SendKeys(chromedp.CSS("#dns-filter"), "_uitest._tcp.marathon.slave"))
 	u.wait("the DNS search keeps the app's SRV records", `document.querySelectorAll("#dns tr").length === 2`, 10*time.Second)

@@ -6,23 +6,22 @@ nav("gateway");
 
 const ui = { routes: null, health: new Map(), records: [], dnsPage: 0, prev: null };
 
-// Backend health, when the gateway serves /v1/backends: a list (or
-// {backends: [...]}) of {addr, healthy, ejected, ...}.
+// Backend health from /v1/backends: {backends: [{addr, state ("up",
+// "failing" or "ejected"), consecutive_failures, ejected_until, in_flight}]}.
 async function backends() {
   const r = await fetch("/v1/backends", { headers: { Accept: "application/json" } });
   if (!r.ok) return new Map();
   const j = await r.json();
-  const list = Array.isArray(j) ? j : j.backends || [];
-  return new Map(list.map(b => [b.addr, b]));
+  return new Map((j.backends || []).map(b => [b.addr, b]));
 }
 
 function health(b) {
   const h = ui.health.get(b.addr);
   if (!h) return null;
-  if (h.ejected) return el("span", { class: "bad" }, "ejected");
-  if (h.healthy === false) return el("span", { class: "bad" }, "unhealthy");
-  if (h.healthy === true) return el("span", { class: "ok" }, "healthy");
-  return null;
+  const busy = h.in_flight > 0 ? ` · ${h.in_flight} in flight` : "";
+  if (h.state === "ejected") return el("span", { class: "bad", title: `until ${h.ejected_until}` }, "ejected" + busy);
+  if (h.state === "failing") return el("span", { class: "warn" }, `failing (${h.consecutive_failures})` + busy);
+  return el("span", { class: "ok" }, "up" + busy);
 }
 
 function renderRoutes() {
@@ -33,11 +32,11 @@ function renderRoutes() {
   const shown = r.routes.filter(x => !q || [x.app, x.path || "", x.listen || "", ...(x.vhosts || []), ...(x.backends || []).map(b => b.addr)]
     .some(v => v.toLowerCase().includes(q)));
   rows($("routes"), shown, x => el("tr", { "data-app": x.app },
-    el("td", {}, el("code", {}, x.app)), el("td", {}, x.port_index), el("td", {}, x.mode), el("td", {}, (x.vhosts || []).join(", ")),
+    el("td", {}, el("code", {}, x.app)), el("td", { title: x.routes_file || "" }, x.source || "app"), el("td", {}, x.port_index), el("td", {}, x.mode), el("td", {}, (x.vhosts || []).join(", ")),
     el("td", {}, x.path || ""), el("td", {}, x.listen || ""), el("td", {}, x.balance + (x.sticky ? " (sticky)" : "")),
     el("td", {}, (x.backends || []).length ? el("ul", { class: "plain" }, x.backends.map(b => el("li", { title: b.task_id }, el("code", {}, b.addr), " ", health(b))))
       : el("span", { class: "bad" }, "no backends"))));
-  if (!shown.length) rows($("routes"), [null], () => el("tr", {}, el("td", { colspan: 8, class: "muted" }, "no routes")));
+  if (!shown.length) rows($("routes"), [null], () => el("tr", {}, el("td", { colspan: 9, class: "muted" }, "no routes")));
   rows($("labels"), r.label_errors || [], e => el("tr", {},
     el("td", {}, e.app), el("td", {}, el("code", {}, e.label)), el("td", {}, e.value), el("td", {}, e.reason)));
 }
