@@ -9,6 +9,15 @@
 // the medians, the Keel/HAProxy ratios, both against direct, and the
 // exact commands to rerun any of it.
 //
+// The plain keep-alive cases (keepalive, keepalive-c1000, keepalive-16k,
+// keepalive-1m) load a third peer in the same alternation (Keel, HAProxy,
+// floor, Keel, ...), pinned and measured like the proxies: the floor
+// relay, a featureless single-threaded epoll relay that copies each
+// request and response unchanged. It is not a proxy; its CPU per request
+// is the least a user-space relay spends here, almost all of it kernel
+// time in the socket calls, and "vs floor" prints both proxies' CPU per
+// request over it.
+//
 //	go run ./bench/cmd/proxybench run [--case all] [--pairs 3] [--duration 10s]
 //
 // Cases (--case, or all in this order): keepalive (--size, --conns),
@@ -22,8 +31,9 @@
 //
 // The other modes are its own children: "backend" (HTTP, bulk or
 // connection backends on one or many ports), "keel" (Keel's proxy package
-// fed a fixed snapshot, no master needed) and "tcpload" (the L4 load
-// generator). It exits non-zero only when a case could not run.
+// fed a fixed snapshot, no master needed), "relay" (the floor relay,
+// --listen and --backends) and "tcpload" (the L4 load generator). It
+// exits non-zero only when a case could not run.
 package main
 
 import (
@@ -39,13 +49,13 @@ import (
 func main() {
 	log.SetFlags(0)
 	if len(os.Args) < 2 {
-		log.Fatal("usage: proxybench run|backend|keel|tcpload [flags]")
+		log.Fatal("usage: proxybench run|backend|keel|relay|tcpload [flags]")
 	}
 	mode, args := os.Args[1], os.Args[2:]
 	fs := flag.NewFlagSet(mode, flag.ExitOnError)
 	// run
 	cases := fs.String("case", "keepalive", "case to run, or all: "+strings.Join(caseNames, ", "))
-	pairs := fs.Int("pairs", 3, "Keel/HAProxy run pairs (run)")
+	pairs := fs.Int("pairs", 3, "Keel/HAProxy run pairs, triples with the floor relay (run)")
 	duration := fs.Duration("duration", 10*time.Second, "length of one timed run (run, tcpload)")
 	warmup := fs.Duration("warmup", time.Second, "untimed run against each proxy before the pairs (run)")
 	conns := fs.Int("conns", 50, "wrk connections, tcpconn workers (run, tcpload)")
@@ -57,11 +67,11 @@ func main() {
 	proto := fs.String("proto", "http", "http, bulk or conn (backend)")
 	count := fs.Int("count", 1, "listeners (backend)")
 	addrs := fs.String("addrs", "", "file the listen addresses are written to (backend)")
-	listen := fs.String("listen", "", "HTTP listen address (keel)")
+	listen := fs.String("listen", "", "HTTP listen address (keel, relay)")
 	https := fs.String("https", "", "HTTPS listen address (keel)")
 	certs := fs.String("certs", "", "certificate directory (keel)")
 	service := fs.String("service", "", "TCP service address, instead of vhosts (keel)")
-	backendsFile := fs.String("backends", "", "file of backend addresses, one a line (keel)")
+	backendsFile := fs.String("backends", "", "file of backend addresses, one a line (keel, relay)")
 	apps := fs.Int("apps", 1, "apps, each on its own vhost app<i>.bench.local, when > 1 (keel)")
 	loadMode := fs.String("mode", "bulk", "bulk or conn (tcpload)")
 	addr := fs.String("addr", "", "address to load (tcpload)")
@@ -78,6 +88,11 @@ func main() {
 		if b, err = os.ReadFile(*backendsFile); err == nil {
 			err = runKeel(ctx, keelOptions{listen: *listen, https: *https, certs: *certs, service: *service,
 				backends: strings.Fields(string(b)), apps: *apps})
+		}
+	case "relay":
+		var b []byte
+		if b, err = os.ReadFile(*backendsFile); err == nil {
+			err = runRelay(ctx, relayOptions{listen: *listen, backends: strings.Fields(string(b))})
 		}
 	case "tcpload":
 		var r loadResult

@@ -113,6 +113,12 @@ func specs(name string, o options) ([]spec, error) {
 	return []spec{base}, nil
 }
 
+// floor reports whether the case also loads the floor relay: plain HTTP
+// keep-alive to one backend, the only traffic the relay carries.
+func (s spec) floor() bool {
+	return s.kind == kindHTTP && !s.close && !s.tls && s.apps <= 1 && s.backends == 1
+}
+
 // describe says what a case measures, for its heading.
 func (s spec) describe() string {
 	switch s.kind {
@@ -149,8 +155,9 @@ type proc struct {
 	err  error
 }
 
-// runCase runs one case: backend, Keel and HAProxy started, checked, then
-// loaded alternately, and the figures printed.
+// runCase runs one case: backend, Keel and HAProxy (and the floor relay
+// when s.floor()) started, checked, then loaded alternately, and the
+// figures printed.
 func runCase(ctx context.Context, self string, s spec, o options) error {
 	dir, err := os.MkdirTemp("", "proxybench-"+s.name+"-")
 	if err != nil {
@@ -240,10 +247,24 @@ func runCase(ctx context.Context, self string, s spec, o options) error {
 	if err != nil {
 		return err
 	}
-	for _, w := range []struct {
+	type target struct {
 		addr string
 		p    *proc
-	}{{backends[0], bp}, {kAddr, keel}, {hAddr, hap}} {
+	}
+	waits := []target{{backends[0], bp}, {kAddr, keel}, {hAddr, hap}}
+	// The floor relay, pinned like the proxies.
+	var fAddr string
+	var relayArgs []string
+	var floor *proc
+	if s.floor() {
+		fAddr = freeAddr()
+		relayArgs = []string{"relay", "--listen", fAddr, "--backends", addrFile}
+		if floor, err = start(append([]string{"taskset", "-c", "1", self}, relayArgs...)...); err != nil {
+			return err
+		}
+		waits = append(waits, target{fAddr, floor})
+	}
+	for _, w := range waits {
 		if err := waitListen(ctx, w.addr, w.p); err != nil {
 			return err
 		}
@@ -305,14 +326,22 @@ func runCase(ctx context.Context, self string, s spec, o options) error {
 	fmt.Printf("  backend: %s\n", show(append([]string{"taskset", "-c", "0", self}, backendArgs...)))
 	fmt.Printf("  keel:    %s\n", show(append([]string{"taskset", "-c", "1", self}, keelArgs...)))
 	fmt.Printf("  haproxy: taskset -c 1 haproxy -db -f %s (HAProxy %s)\n", cfg, haproxyVersion(ctx))
+	if floor != nil {
+		fmt.Printf("  floor:   %s (a bare epoll relay, not a proxy)\n", show(append([]string{"taskset", "-c", "1", self}, relayArgs...)))
+	}
 	fmt.Printf("  load:    %s\n", show(loadArgs("ADDR", s.tls, o.duration)))
 	fmt.Printf("  ADDR:    keel %s, haproxy %s, direct %s (plain, no proxy)\n", kAddr, hAddr, backends[0])
 
 	// Check every target answers right before timing anything.
-	for _, t := range []struct {
+	type probeTarget struct {
 		name, addr string
 		secure     bool
-	}{{"keel", kAddr, s.tls}, {"haproxy", hAddr, s.tls}, {"direct", backends[0], false}} {
+	}
+	probes := []probeTarget{{"keel", kAddr, s.tls}, {"haproxy", hAddr, s.tls}, {"direct", backends[0], false}}
+	if floor != nil {
+		probes = append(probes, probeTarget{"floor", fAddr, false})
+	}
+	for _, t := range probes {
 		if err := probe(ctx, s, t.addr, t.secure); err != nil {
 			return fmt.Errorf("%s at %s: %w", t.name, t.addr, err)
 		}
@@ -370,7 +399,12 @@ func runCase(ctx context.Context, self string, s spec, o options) error {
 	if _, err := load("warmup", hAddr, nil, s.tls, o.warmup); err != nil {
 		return err
 	}
-	var keels, haps []result
+	if floor != nil {
+		if _, err := load("warmup", fAddr, nil, false, o.warmup); err != nil {
+			return err
+		}
+	}
+	var keels, haps, floors []result
 	for i := 0; i < o.pairs; i++ {
 		k, err := load("keel", kAddr, keel, s.tls, o.duration)
 		if err != nil {
@@ -383,6 +417,14 @@ func runCase(ctx context.Context, self string, s spec, o options) error {
 		}
 		fmt.Println(u.row(h))
 		keels, haps = append(keels, k), append(haps, h)
+		if floor != nil {
+			f, err := load("floor", fAddr, floor, false, o.duration)
+			if err != nil {
+				return err
+			}
+			fmt.Println(u.row(f))
+			floors = append(floors, f)
+		}
 	}
 	direct, err := load("direct", backends[0], nil, false, o.duration)
 	if err != nil {
@@ -391,6 +433,11 @@ func runCase(ctx context.Context, self string, s spec, o options) error {
 	fmt.Println(u.row(direct))
 	k, h := median(keels), median(haps)
 	fmt.Printf("medians over %d pairs of %s:\n%s\n%s\n", o.pairs, o.duration, u.row(k), u.row(h))
+	var f result
+	if floor != nil {
+		f = median(floors)
+		fmt.Println(u.row(f))
+	}
 	ratio := func(a, b float64) string {
 		if b == 0 {
 			return "-"
@@ -407,7 +454,13 @@ func runCase(ctx context.Context, self string, s spec, o options) error {
 		fmt.Printf("; p99 Keel %s, HAProxy %s of direct", ratio(k.p99, direct.p99), ratio(h.p99, direct.p99))
 	}
 	fmt.Println()
-	for _, p := range []*proc{keel, hap, bp} {
+	children := []*proc{keel, hap, bp}
+	if floor != nil {
+		fmt.Printf("vs floor:     CPU per %s Keel %s, HAProxy %s of the floor relay\n",
+			u.per, ratio(k.cpu, f.cpu), ratio(h.cpu, f.cpu))
+		children = append(children, floor)
+	}
+	for _, p := range children {
 		select {
 		case <-p.done:
 			return fmt.Errorf("%s exited during the run: %v", p.cmd.Args, p.err)
@@ -416,6 +469,9 @@ func runCase(ctx context.Context, self string, s spec, o options) error {
 	}
 	if k.errors > 0 || h.errors > 0 || direct.errors > 0 {
 		fmt.Printf("WARNING: errors during the timed runs: keel %d, haproxy %d, direct %d\n", k.errors, h.errors, direct.errors)
+	}
+	if f.errors > 0 {
+		fmt.Printf("WARNING: errors during the floor relay's timed runs: %d\n", f.errors)
 	}
 	return nil
 }
