@@ -88,7 +88,7 @@ type Term struct {
 	conn    *zk.Conn
 	base    string
 	beat    *atomic.Int64 // wall clock (unix ns) of the watchdog's last check
-	timeout time.Duration
+	timeout time.Duration // pauseLimit of the session timeout
 	now     func() time.Time
 }
 
@@ -101,8 +101,9 @@ func (t Term) Context() context.Context {
 }
 
 // Leading reports whether the term is still on. Unlike Context, it is
-// false at once after the process resumes from a freeze longer than the
-// session timeout, before the watchdog has run.
+// false at once after the process resumes from a freeze long enough for
+// the session to have expired (see pauseLimit), before the watchdog has
+// run.
 func (t Term) Leading() bool {
 	if t.ctx == nil || t.ctx.Err() != nil {
 		return false
@@ -389,7 +390,7 @@ func (e *Election) round(ctx context.Context, n *uint64, stale string) (left str
 		case leading && term == nil:
 			*n++
 			tctx, cancel := context.WithCancelCause(rctx)
-			term = &Term{N: *n, Node: node, ctx: tctx, conn: conn, base: e.path, beat: beat, timeout: timeout, now: e.cfg.now}
+			term = &Term{N: *n, Node: node, ctx: tctx, conn: conn, base: e.path, beat: beat, timeout: pauseLimit(timeout), now: e.cfg.now}
 			endTerm = cancel
 			e.elections.Inc()
 			e.leader.Set(1)
@@ -524,8 +525,8 @@ func (e *Election) watchdog(ctx context.Context, beat *atomic.Int64, end context
 			return
 		case <-t.C:
 			wall, mono := e.cfg.now(), time.Now()
-			if gap, ok := frozen(lastWall, wall, lastMono, mono, e.cfg.SessionTimeout); ok {
-				end(fmt.Errorf("coord: process did not run for %s, longer than the session timeout", gap))
+			if gap, ok := frozen(lastWall, wall, lastMono, mono, pauseLimit(e.cfg.SessionTimeout)); ok {
+				end(fmt.Errorf("coord: process did not run for %s, long enough for its session to expire", gap))
 				return
 			}
 			lastWall, lastMono = wall, mono
@@ -533,6 +534,14 @@ func (e *Election) watchdog(ctx context.Context, beat *atomic.Int64, end context
 		}
 	}
 }
+
+// pauseLimit is the longest a leader's process may stop running (a
+// freeze, a suspend, a long pause) and still lead. ZooKeeper expires a
+// session a session timeout after it last heard from the client, and the
+// client pings only every third of it, so the session can expire as soon
+// as two thirds of the timeout after the process stopped: half of it
+// leaves room for the watchdog's tick and the scheduler.
+func pauseLimit(sessionTimeout time.Duration) time.Duration { return sessionTimeout / 2 }
 
 // frozen reports whether the time between two watchdog checks exceeds
 // timeout, by the wall clock (which counts a system suspend) or the

@@ -380,6 +380,23 @@ func TestZK(t *testing.T) {
 		}
 	})
 
+	t.Run("a pause shorter than the session timeout can still end the term", func(t *testing.T) {
+		// The session may expire two thirds of its timeout after the last
+		// ping, which came up to a third before the pause.
+		var skew atomic.Int64
+		now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+		e, _ := candidate(t, ElectionConfig{ZK: base(t), Info: info("a", 1), SessionTimeout: 2 * time.Second, now: now, tick: time.Hour})
+		term := leads(t, e)
+		skew.Store(int64(500 * time.Millisecond))
+		if !term.Leading() {
+			t.Error("not Leading() after a quarter of the session timeout")
+		}
+		skew.Store(int64(1300 * time.Millisecond))
+		if term.Leading() {
+			t.Error("Leading() after two thirds of the session timeout")
+		}
+	})
+
 	t.Run("resumed leader refuses writes before the watchdog runs", func(t *testing.T) {
 		var skew atomic.Int64
 		now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
