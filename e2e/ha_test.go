@@ -206,6 +206,7 @@ type load struct {
 	mu               sync.Mutex
 	errs             []string
 	stop             chan struct{}
+	once             sync.Once
 	wg               sync.WaitGroup
 }
 
@@ -219,6 +220,7 @@ func (l *load) fail(err string) {
 
 func startLoad(c *haCluster, vhost, name string) *load {
 	l := &load{stop: make(chan struct{})}
+	c.t.Cleanup(l.end) // a test that fails before its end() stops it too
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2}}
 	for _, n := range c.nodes {
 		httpAddr := "http://" + net.JoinHostPort(n.ip, strconv.Itoa(haHTTPPort)) + "/"
@@ -279,7 +281,11 @@ func startLoad(c *haCluster, vhost, name string) *load {
 	return l
 }
 
-func (l *load) end() { close(l.stop); l.wg.Wait() }
+// end stops the load and waits for it; it may be called more than once.
+func (l *load) end() {
+	l.once.Do(func() { close(l.stop) })
+	l.wg.Wait()
+}
 
 // TestHAFailover is the classic 3-node layout under constant HTTP load
 // through every gateway and DNS queries to every gateway: kill -9 the
