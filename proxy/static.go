@@ -504,6 +504,9 @@ func (s *Static) Run(ctx context.Context) error {
 	if err := w.Add(filepath.Dir(s.file)); err != nil {
 		return fmt.Errorf("proxy: routes watcher: %w", err)
 	}
+	// A change made after NewStatic read the file, before the watch was
+	// in place, sent no event: read it again now.
+	s.reload()
 	// Writes come in bursts: reload once they settle.
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
