@@ -18,15 +18,19 @@ import (
 const queueLen = 1 << 16
 
 // conn is one open streaming response (framework, agent or operator).
+// Its queue grows with what is waiting, up to queueLen records: an idle
+// stream holds nothing, however many streams the master serves.
 type conn struct {
-	id   string
-	out  chan []byte
-	done chan struct{}
-	once sync.Once
+	id    string
+	mu    sync.Mutex
+	queue [][]byte      // framed records not yet written, oldest first
+	ready chan struct{} // signalled when queue stops being empty
+	done  chan struct{}
+	once  sync.Once
 }
 
 func newConn(id string) *conn {
-	return &conn{id: id, out: make(chan []byte, queueLen), done: make(chan struct{})}
+	return &conn{id: id, ready: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // send queues one event; it never blocks. On overflow the connection is
@@ -44,18 +48,34 @@ func (c *conn) send(v any) bool {
 
 // sendRaw queues one already-encoded event.
 func (c *conn) sendRaw(b []byte) bool {
-	select {
-	case <-c.done:
+	if c.closed() {
 		return false
-	default:
 	}
-	select {
-	case c.out <- recordio.Frame(b):
-		return true
-	default:
+	c.mu.Lock()
+	if len(c.queue) >= queueLen {
+		c.mu.Unlock()
 		c.close()
 		return false
 	}
+	c.queue = append(c.queue, recordio.Frame(b))
+	first := len(c.queue) == 1
+	c.mu.Unlock()
+	if first {
+		select {
+		case c.ready <- struct{}{}:
+		default: // already signalled
+		}
+	}
+	return true
+}
+
+// take returns everything queued and empties the queue.
+func (c *conn) take() [][]byte {
+	c.mu.Lock()
+	q := c.queue
+	c.queue = nil
+	c.mu.Unlock()
+	return q
 }
 
 func (c *conn) close() {
@@ -84,10 +104,13 @@ func (c *conn) serve(ctx context.Context, w http.ResponseWriter, heartbeat any, 
 		defer t.Stop()
 		tick = t.C
 	}
-	write := func(b []byte) bool {
+	// write sends records and flushes once.
+	write := func(bs ...[]byte) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if _, err := w.Write(b); err != nil {
-			return false
+		for _, b := range bs {
+			if _, err := w.Write(b); err != nil {
+				return false
+			}
 		}
 		return rc.Flush() == nil
 	}
@@ -96,19 +119,13 @@ func (c *conn) serve(ctx context.Context, w http.ResponseWriter, heartbeat any, 
 		case <-ctx.Done():
 			return
 		case <-c.done:
-			// Drain what was queued before the close (e.g. a final ERROR).
-			for {
-				select {
-				case b := <-c.out:
-					if !write(b) {
-						return
-					}
-				default:
-					return
-				}
+			// Write what was queued before the close (e.g. a final ERROR).
+			if q := c.take(); len(q) > 0 {
+				write(q...)
 			}
-		case b := <-c.out:
-			if !write(b) {
+			return
+		case <-c.ready:
+			if q := c.take(); len(q) > 0 && !write(q...) {
 				return
 			}
 		case <-tick:
