@@ -33,6 +33,7 @@ bench: test-deps
 	$(GO) test -run xxx -bench Propagation -benchtime 1000x ./bench
 	$(GO) test -run xxx -bench HAPropagation -benchtime 20x -timeout 20m ./e2e
 	$(GO) test -run xxx -bench Launch -benchtime 1x -timeout 30m ./bench
+	$(GO) test -run xxx -bench 'GatewayMemory|MasterMemory' -benchtime 1x -timeout 30m ./bench
 	$(GO) run ./bench/cmd/proxybench run --case all --pairs 3 --duration 5s
 	$(GO) run ./bench/cmd/dnsbench run --pairs 3 --duration 10s
 
