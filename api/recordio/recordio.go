@@ -46,15 +46,25 @@ func (r *Reader) Next() ([]byte, error) {
 	if n > r.max {
 		return nil, fmt.Errorf("%w: %d > %d", ErrTooLarge, n, r.max)
 	}
-	if cap(r.buf) < n {
-		r.buf = make([]byte, n)
+	buf := r.buf
+	switch {
+	case n > keepLimit:
+		// A one-off, such as a stream's first snapshot of the whole
+		// cluster: not kept for the life of the stream.
+		buf = make([]byte, n)
+	case cap(buf) < n:
+		buf = make([]byte, n)
+		r.buf = buf
 	}
-	r.buf = r.buf[:n]
-	if _, err := io.ReadFull(r.br, r.buf); err != nil {
+	buf = buf[:n]
+	if _, err := io.ReadFull(r.br, buf); err != nil {
 		return nil, fmt.Errorf("recordio: read record: %w", err)
 	}
-	return r.buf, nil
+	return buf, nil
 }
+
+// keepLimit is the largest record buffer a Reader keeps for the next.
+const keepLimit = 1 << 20
 
 // Frame returns data framed as one RecordIO record.
 func Frame(data []byte) []byte {

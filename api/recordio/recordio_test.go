@@ -58,3 +58,23 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// TestLargeRecordNotKept: a record above keepLimit is read whole but its
+// buffer is not held for the records after it.
+func TestLargeRecordNotKept(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 3*keepLimit)
+	var in bytes.Buffer
+	in.Write(Frame(big))
+	in.Write(Frame([]byte("small")))
+	r := NewReader(&in, 4*keepLimit)
+	rec, err := r.Next()
+	if err != nil || !bytes.Equal(rec, big) {
+		t.Fatalf("big record: %d bytes, %v", len(rec), err)
+	}
+	if cap(r.buf) > keepLimit {
+		t.Fatalf("reader keeps a %d-byte buffer after a large record", cap(r.buf))
+	}
+	if rec, err := r.Next(); err != nil || string(rec) != "small" {
+		t.Fatalf("next record %q, %v", rec, err)
+	}
+}
