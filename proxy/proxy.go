@@ -93,7 +93,8 @@ type Proxy struct {
 // backendClient is a keep-alive pool to one backend, shared by every
 // table that routes to it, and the backend's passive health.
 type backendClient struct {
-	hc       *fasthttp.HostClient
+	addr     string
+	hc       atomic.Pointer[fasthttp.HostClient] // see http
 	inflight atomic.Int64
 	health   outlier
 }
@@ -179,7 +180,7 @@ func (p *Proxy) update(snap *snapshot.Snapshot, extra []LabelError) {
 	for addr, c := range p.clients {
 		if !used[addr] {
 			delete(p.clients, addr)
-			c.hc.CloseIdleConnections()
+			c.closeIdle()
 		}
 	}
 	if errs == nil {
@@ -200,9 +201,16 @@ func (p *Proxy) update(snap *snapshot.Snapshot, extra []LabelError) {
 	}
 }
 
-func newBackendClient(addr string) *backendClient {
-	return &backendClient{hc: &fasthttp.HostClient{
-		Addr:                          addr,
+func newBackendClient(addr string) *backendClient { return &backendClient{addr: addr} }
+
+// http returns the backend's keep-alive pool, made on the first HTTP
+// request: a backend of TCP service ports only never needs one.
+func (c *backendClient) http() *fasthttp.HostClient {
+	if hc := c.hc.Load(); hc != nil {
+		return hc
+	}
+	c.hc.CompareAndSwap(nil, &fasthttp.HostClient{
+		Addr:                          c.addr,
 		Dial:                          (&fasthttp.TCPDialer{Concurrency: 0}).Dial,
 		MaxConns:                      1024,
 		MaxIdleConnDuration:           clientIdle,
@@ -212,7 +220,15 @@ func newBackendClient(addr string) *backendClient {
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
 		NoDefaultUserAgentHeader:      true,
-	}}
+	})
+	return c.hc.Load()
+}
+
+// closeIdle closes the pool's idle connections, if it has a pool.
+func (c *backendClient) closeIdle() {
+	if hc := c.hc.Load(); hc != nil {
+		hc.CloseIdleConnections()
+	}
 }
 
 // Run serves until ctx is done.
@@ -300,7 +316,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	// connections now rather than when they time out.
 	p.mu.Lock()
 	for _, c := range p.clients {
-		c.hc.CloseIdleConnections()
+		c.closeIdle()
 	}
 	p.mu.Unlock()
 	return err
@@ -448,7 +464,7 @@ attempts:
 			tried++
 			used = i
 			b.client.inflight.Add(1)
-			err = forward(ctx.Conn(), b.client.hc, req, resp, r.ResponseTimeout)
+			err = forward(ctx.Conn(), b.client.http(), req, resp, r.ResponseTimeout)
 			endRequest(&b.client.inflight, resp)
 			if err == nil {
 				if resp.StatusCode() >= 500 {

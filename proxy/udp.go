@@ -136,12 +136,13 @@ func (u *udpListener) readLoop() {
 			continue
 		}
 		s.last.Store(time.Now().UnixNano())
+		// Counted before it goes: its reply may be counted as soon as it is sent.
+		s.m.datagramsIn.Inc()
+		s.m.bytesIn.Add(float64(n))
 		if _, err := s.up.Write(buf[:n]); err != nil {
 			s.close()
 			continue
 		}
-		s.m.datagramsIn.Inc()
-		s.m.bytesIn.Add(float64(n))
 	}
 }
 
