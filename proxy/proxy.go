@@ -25,6 +25,10 @@ import (
 type Config struct {
 	// HTTPAddr is the virtual-host listener ("" = none).
 	HTTPAddr string
+	// HTTPEngine serves HTTPAddr: "fasthttp" (or "") or "loop", an epoll
+	// loop for the common request that hands every other one, and the rest
+	// of its connection, to the fasthttp path (Linux only).
+	HTTPEngine string
 	// HTTPSAddr is the TLS virtual-host listener ("" = none). It routes by
 	// the same table as HTTPAddr and picks its certificate by SNI.
 	HTTPSAddr string
@@ -106,6 +110,9 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if cfg.ServiceBind == "" {
 		cfg.ServiceBind = "0.0.0.0"
+	}
+	if cfg.HTTPEngine != "" && cfg.HTTPEngine != "fasthttp" && cfg.HTTPEngine != "loop" {
+		return nil, fmt.Errorf("proxy: config: HTTPEngine %q is neither fasthttp nor loop", cfg.HTTPEngine)
 	}
 	if net.ParseIP(cfg.ServiceBind) == nil {
 		return nil, fmt.Errorf("proxy: config: ServiceBind %q is not an IP", cfg.ServiceBind)
@@ -238,9 +245,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 		ln  net.Listener
 	}
 	var servers []server
+	var loopLn *net.TCPListener // HTTPAddr's, with HTTPEngine "loop"
 	closeAll := func() {
 		for _, s := range servers {
 			s.ln.Close()
+		}
+		if loopLn != nil {
+			loopLn.Close()
 		}
 	}
 	if p.cfg.HTTPAddr != "" {
@@ -248,8 +259,12 @@ func (p *Proxy) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("proxy: listen %s: %w", p.cfg.HTTPAddr, err)
 		}
-		servers = append(servers, server{p.newServer(p.serveHTTP), ln})
-		p.log.Info("HTTP proxy listening", "addr", ln.Addr().String(), "group", p.cfg.Group)
+		if p.cfg.HTTPEngine == "loop" {
+			loopLn = ln.(*net.TCPListener) // taken over below, once nothing can fail
+		} else {
+			servers = append(servers, server{p.newServer(p.serveHTTP), ln})
+		}
+		p.log.Info("HTTP proxy listening", "addr", ln.Addr().String(), "group", p.cfg.Group, "engine", p.cfg.HTTPEngine)
 	}
 	if p.cfg.HTTPSAddr != "" {
 		ln, err := net.Listen("tcp", p.cfg.HTTPSAddr)
@@ -266,7 +281,17 @@ func (p *Proxy) Run(ctx context.Context) error {
 			p.log.Info("HTTPS proxy listening", "addr", ln.Addr().String(), "certs", p.cfg.SSLCertsDir)
 		}
 	}
-	errc := make(chan error, len(servers))
+	running := len(servers)
+	errc := make(chan error, running+1)
+	if loopLn != nil {
+		lp, err := newLoop(p, loopLn, p.newServer(p.serveHTTP))
+		if err != nil {
+			closeAll()
+			return err
+		}
+		running++
+		go func() { errc <- lp.run(ctx) }() // nil once ctx is done and its requests drained
+	}
 	for _, s := range servers {
 		go func() { errc <- s.srv.Serve(s.ln) }()
 	}
@@ -284,12 +309,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 	}()
 	var err error
-	running := len(servers)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 		running--
-		err = fmt.Errorf("proxy: serve: %w", err)
+		if err != nil { // the loop's nil: it saw ctx first
+			err = fmt.Errorf("proxy: serve: %w", err)
+		}
 	}
 	stopWatch()
 	p.mu.Lock()

@@ -62,6 +62,7 @@ func main() {
 	size := fs.Int("size", 12, "response body bytes (run --case keepalive, backend)")
 	streams := fs.Int("streams", 4, "concurrent streams of tcpbulk (run)")
 	vhostStyle := fs.String("haproxy_vhosts", "map", "how HAProxy routes vhosts10k: map (a host map) or acl (marathon-lb's ACL per host)")
+	engine := fs.String("engine", "fasthttp", "Keel's HTTP engine: fasthttp or loop (run, keel)")
 	keep := fs.Bool("keep", false, "keep each case's files (HAProxy config, certificate, wrk script) to rerun it (run)")
 	// children
 	proto := fs.String("proto", "http", "http, bulk or conn (backend)")
@@ -86,7 +87,7 @@ func main() {
 	case "keel":
 		var b []byte
 		if b, err = os.ReadFile(*backendsFile); err == nil {
-			err = runKeel(ctx, keelOptions{listen: *listen, https: *https, certs: *certs, service: *service,
+			err = runKeel(ctx, keelOptions{listen: *listen, https: *https, certs: *certs, service: *service, engine: *engine,
 				backends: strings.Fields(string(b)), apps: *apps})
 		}
 	case "relay":
@@ -101,7 +102,7 @@ func main() {
 		}
 	case "run":
 		o := options{pairs: *pairs, duration: *duration, warmup: *warmup, conns: *conns, size: *size, streams: *streams,
-			vhostStyle: *vhostStyle, keep: *keep}
+			vhostStyle: *vhostStyle, keep: *keep, engine: *engine}
 		err = run(*cases, o)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)

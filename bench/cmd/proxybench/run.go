@@ -62,6 +62,7 @@ type options struct {
 	streams    int
 	vhostStyle string
 	keep       bool
+	engine     string // Keel's HTTP engine
 }
 
 // caseNames are the cases of BENCH.md in the order "all" runs them.
@@ -211,7 +212,7 @@ func runCase(ctx context.Context, self string, s spec, o options) error {
 		return err
 	}
 	kAddr, hAddr := freeAddr(), freeAddr()
-	keelArgs := []string{"keel", "--backends", addrFile}
+	keelArgs := []string{"keel", "--backends", addrFile, "--engine", o.engine}
 	var cert string
 	switch {
 	case s.kind != kindHTTP:
