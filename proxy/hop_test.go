@@ -14,85 +14,94 @@ import (
 	"time"
 )
 
-// TestHopHeadersAnyCase sends hop-by-hop and forwarding headers spelled
-// in lower and mixed case, as HTTP allows (RFC 9110 5.1), and checks that
-// none slips through in either direction and that a client cannot spoof
-// the X-Forwarded-* headers by their spelling.
-func TestHopHeadersAnyCase(t *testing.T) {
-	p, base := startProxy(t)
+// hopRequest carries hop-by-hop and forwarding headers spelled in lower
+// and mixed case, as HTTP allows (RFC 9110 5.1).
+const hopRequest = "GET / HTTP/1.1\r\nHost: web.example.com\r\n" +
+	"connection: keep-alive, x-secret\r\nx-secret: s\r\nkeep-alive: timeout=5\r\nproxy-connection: keep-alive\r\n" +
+	"te: trailers\r\ntrailer: X-T\r\nproxy-authorization: Basic Zm9vOmJhcg==\r\n" +
+	"x-forwarded-for: 6.6.6.6\r\nX-FORWARDED-PROTO: https\r\nx-forwarded-host: evil.example.com\r\nx-forwarded-port: 1\r\n" +
+	"x-kept: yes\r\n\r\n"
+
+// hopBackend is a backend that records the request headers it got (seen)
+// and answers with hop-by-hop headers in raw, non-canonical spellings.
+func hopBackend(t *testing.T) (port uint32, seen func() map[string][]string) {
 	var mu sync.Mutex
-	var got [][2]string // the backend's raw header lines, in order
+	var got map[string][]string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		got = got[:0]
+		got = map[string][]string{}
 		for k, vs := range r.Header {
-			for _, v := range vs {
-				got = append(got, [2]string{k, v})
-			}
+			got[http.CanonicalHeaderKey(k)] = append(got[http.CanonicalHeaderKey(k)], vs...)
 		}
 		mu.Unlock()
 		// Raw, non-canonical keys: net/http writes them as given.
 		w.Header()["keep-alive"] = []string{"timeout=5"}
 		w.Header()["proxy-authenticate"] = []string{"Basic"}
+		w.Header()["connection"] = []string{"x-hidden"}
+		w.Header()["x-hidden"] = []string{"h"}
 		w.Header()["x-kept"] = []string{"yes"}
 		io.WriteString(w, "ok")
 	}))
 	t.Cleanup(srv.Close)
-	port, _ := strconv.Atoi(srv.URL[strings.LastIndexByte(srv.URL, ':')+1:])
-	p.Update(snap(1, task("/web", "web.1", "127.0.0.1", []uint32{uint32(port)}, nil, map[string]string{"HAPROXY_0_VHOST": "web.example.com"})))
+	p, _ := strconv.Atoi(srv.URL[strings.LastIndexByte(srv.URL, ':')+1:])
+	return uint32(p), func() map[string][]string { mu.Lock(); defer mu.Unlock(); return got }
+}
 
-	c, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 5*time.Second)
+// checkHop checks the answer to hopRequest and what the backend saw:
+// nothing hop-by-hop either way, and X-Forwarded-* the proxy's alone.
+func checkHop(t *testing.T, round int, resp *http.Response, body string, seen map[string][]string, proxyPort string) {
+	t.Helper()
+	if resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("round %d: %d %q", round, resp.StatusCode, body)
+	}
+	for _, h := range []string{"Keep-Alive", "Proxy-Authenticate", "Connection", "X-Hidden"} {
+		if v := resp.Header.Values(h); len(v) > 0 {
+			t.Errorf("round %d: response hop-by-hop header %s forwarded: %v", round, h, v)
+		}
+	}
+	if resp.Header.Get("X-Kept") != "yes" {
+		t.Errorf("round %d: end-to-end response header lost: %v", round, resp.Header)
+	}
+	for _, h := range []string{"X-Secret", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Proxy-Authorization", "Connection"} {
+		if v := seen[h]; len(v) > 0 {
+			t.Errorf("round %d: hop-by-hop request header %s forwarded: %v", round, h, v)
+		}
+	}
+	want := map[string]string{"X-Forwarded-For": "6.6.6.6, 127.0.0.1", "X-Forwarded-Proto": "http",
+		"X-Forwarded-Host": "web.example.com", "X-Forwarded-Port": proxyPort, "X-Kept": "yes"}
+	for h, v := range want {
+		if vs := seen[h]; len(vs) != 1 || vs[0] != v {
+			t.Errorf("round %d: backend got %s %q, want exactly %q", round, h, vs, v)
+		}
+	}
+}
+
+// TestHopHeadersAnyCase sends hopRequest twice on one connection (the
+// cleaning must not depend on a fresh connection): none of its hop-by-hop
+// headers slips through in either direction, and a client cannot spoof
+// the X-Forwarded-* headers by their spelling.
+func TestHopHeadersAnyCase(t *testing.T) {
+	p, base := startProxy(t)
+	port, seen := hopBackend(t)
+	p.Update(snap(1, task("/web", "web.1", "127.0.0.1", []uint32{port}, nil, map[string]string{"HAPROXY_0_VHOST": "web.example.com"})))
+	addr := strings.TrimPrefix(base, "http://")
+	_, proxyPort, _ := net.SplitHostPort(addr)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
-	for round := 0; round < 2; round++ { // twice: the cleaning must not depend on a fresh connection
-		fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: web.example.com\r\n"+
-			"connection: keep-alive, x-secret\r\nx-secret: s\r\nkeep-alive: timeout=5\r\nproxy-connection: keep-alive\r\n"+
-			"te: trailers\r\ntrailer: X-T\r\nproxy-authorization: Basic Zm9vOmJhcg==\r\n"+
-			"x-forwarded-for: 6.6.6.6\r\nX-FORWARDED-PROTO: https\r\nx-forwarded-host: evil.example.com\r\nx-forwarded-port: 1\r\n"+
-			"x-kept: yes\r\n\r\n")
+	for round := 0; round < 2; round++ {
+		fmt.Fprint(c, hopRequest)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || string(body) != "ok" {
-			t.Fatalf("round %d: %d %q", round, resp.StatusCode, body)
-		}
-		for _, h := range []string{"Keep-Alive", "Proxy-Authenticate"} {
-			if v := resp.Header.Values(h); len(v) > 0 {
-				t.Errorf("round %d: response hop-by-hop header %s forwarded: %v", round, h, v)
-			}
-		}
-		if resp.Header.Get("X-Kept") != "yes" {
-			t.Errorf("round %d: end-to-end response header lost: %v", round, resp.Header)
-		}
-
-		mu.Lock()
-		seen := map[string][]string{}
-		for _, kv := range got {
-			seen[http.CanonicalHeaderKey(kv[0])] = append(seen[http.CanonicalHeaderKey(kv[0])], kv[1])
-		}
-		mu.Unlock()
-		for _, h := range []string{"X-Secret", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Proxy-Authorization", "Connection"} {
-			if v := seen[h]; len(v) > 0 {
-				t.Errorf("round %d: hop-by-hop request header %s forwarded: %v", round, h, v)
-			}
-		}
-		want := map[string]string{"X-Forwarded-For": "6.6.6.6, 127.0.0.1", "X-Forwarded-Proto": "http",
-			"X-Forwarded-Host": "web.example.com", "X-Kept": "yes"}
-		if _, port, err := net.SplitHostPort(strings.TrimPrefix(base, "http://")); err == nil {
-			want["X-Forwarded-Port"] = port
-		}
-		for h, v := range want {
-			if vs := seen[h]; len(vs) != 1 || vs[0] != v {
-				t.Errorf("round %d: backend got %s %q, want exactly %q", round, h, vs, v)
-			}
-		}
+		checkHop(t, round, resp, string(body), seen(), proxyPort)
 	}
 }
 

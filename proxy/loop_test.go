@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -360,69 +358,18 @@ func TestLoopClientClose(t *testing.T) {
 	}
 }
 
-// TestLoopHopHeaders has TestHopHeadersAnyCase's expectations.
+// TestLoopHopHeaders: the loop itself (no handoff) cleans hopRequest's
+// headers as TestHopHeadersAnyCase expects.
 func TestLoopHopHeaders(t *testing.T) {
 	p, addr, l := startLoop(t)
 	defer loopServed(t, l)
-	var mu sync.Mutex
-	var got [][2]string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		got = got[:0]
-		for k, vs := range r.Header {
-			for _, v := range vs {
-				got = append(got, [2]string{k, v})
-			}
-		}
-		mu.Unlock()
-		w.Header()["keep-alive"] = []string{"timeout=5"}
-		w.Header()["proxy-authenticate"] = []string{"Basic"}
-		w.Header()["connection"] = []string{"x-hidden"}
-		w.Header()["x-hidden"] = []string{"h"}
-		w.Header()["x-kept"] = []string{"yes"}
-		io.WriteString(w, "ok")
-	}))
-	t.Cleanup(srv.Close)
-	port, _ := strconv.Atoi(srv.URL[strings.LastIndexByte(srv.URL, ':')+1:])
-	route(p, "web.example.com", nil, uint32(port))
+	port, seen := hopBackend(t)
+	route(p, "web.example.com", nil, port)
 	rc := dialRaw(t, addr)
 	_, proxyPort, _ := net.SplitHostPort(addr)
 	for round := 0; round < 2; round++ {
-		resp, body := rc.do("GET", "GET / HTTP/1.1\r\nHost: web.example.com\r\n"+
-			"connection: keep-alive, x-secret\r\nx-secret: s\r\nkeep-alive: timeout=5\r\nproxy-connection: keep-alive\r\n"+
-			"te: trailers\r\ntrailer: X-T\r\nproxy-authorization: Basic Zm9vOmJhcg==\r\n"+
-			"x-forwarded-for: 6.6.6.6\r\nX-FORWARDED-PROTO: https\r\nx-forwarded-host: evil.example.com\r\nx-forwarded-port: 1\r\n"+
-			"x-kept: yes\r\n\r\n")
-		if resp.StatusCode != 200 || body != "ok" {
-			t.Fatalf("round %d: %d %q", round, resp.StatusCode, body)
-		}
-		for _, h := range []string{"Keep-Alive", "Proxy-Authenticate", "Connection", "X-Hidden"} {
-			if v := resp.Header.Values(h); len(v) > 0 {
-				t.Errorf("round %d: response hop-by-hop header %s forwarded: %v", round, h, v)
-			}
-		}
-		if resp.Header.Get("X-Kept") != "yes" {
-			t.Errorf("round %d: end-to-end response header lost: %v", round, resp.Header)
-		}
-		mu.Lock()
-		seen := map[string][]string{}
-		for _, kv := range got {
-			k := http.CanonicalHeaderKey(kv[0])
-			seen[k] = append(seen[k], kv[1])
-		}
-		mu.Unlock()
-		for _, h := range []string{"X-Secret", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Proxy-Authorization", "Connection"} {
-			if v := seen[h]; len(v) > 0 {
-				t.Errorf("round %d: hop-by-hop request header %s forwarded: %v", round, h, v)
-			}
-		}
-		want := map[string]string{"X-Forwarded-For": "6.6.6.6, 127.0.0.1", "X-Forwarded-Proto": "http",
-			"X-Forwarded-Host": "web.example.com", "X-Forwarded-Port": proxyPort, "X-Kept": "yes"}
-		for h, v := range want {
-			if vs := seen[h]; len(vs) != 1 || vs[0] != v {
-				t.Errorf("round %d: backend got %s %q, want exactly %q", round, h, vs, v)
-			}
-		}
+		resp, body := rc.do("GET", hopRequest)
+		checkHop(t, round, resp, body, seen(), proxyPort)
 	}
 }
 
