@@ -79,9 +79,7 @@ type lrequest struct {
 	method      []byte
 	isHead      bool
 	clientClose bool
-	first       int
-	pass, k     int
-	tried       int
+	tries       attempts // the backends to try, in order
 	b           *Backend
 	be          *lbackend
 	inflight    bool // b.client.inflight counts this attempt
@@ -594,7 +592,7 @@ func (l *loop) dispatch(c *lclient, end int) bool {
 	}
 	fwd = append(fwd, "\r\n"...)
 	rq.fwd = append(fwd, c.buf[end:end+body]...)
-	rq.first = pick(r, c.ip)
+	rq.tries = attempts{r: r, first: pick(r, c.ip)}
 	l.attempt(c)
 	return true
 }
@@ -681,38 +679,17 @@ func (l *loop) sockaddr(addr string) unix.Sockaddr {
 	return sa
 }
 
-// next returns the next backend to try, as serve's loop does: ejected
-// backends passed over unless every one is, at most 1+Retries tries.
-func (rq *lrequest) next(now int64) *Backend {
-	r := rq.r
-	n, tries := len(r.Backends), 1+r.Retries
-	for ; rq.pass < 2; rq.pass, rq.k = rq.pass+1, 0 {
-		if rq.pass == 1 && rq.tried > 0 {
-			return nil
-		}
-		for rq.k < n && rq.tried < tries {
-			b := &r.Backends[(rq.first+rq.k)%n]
-			rq.k++
-			if rq.pass == 0 && !b.client.health.available(now) {
-				continue
-			}
-			rq.tried++
-			return b
-		}
-	}
-	return nil
-}
-
 // attempt sends the request to the next backend to try, or answers 502
 // when none is left.
 func (l *loop) attempt(c *lclient) {
 	rq := &c.rq
 	for {
-		b := rq.next(l.now.UnixNano())
-		if b == nil {
+		i, ok := rq.tries.next(l.now.UnixNano())
+		if !ok {
 			l.answer(c, fasthttp.StatusBadGateway)
 			return
 		}
+		b := &rq.r.Backends[i]
 		rq.b, rq.got, rq.freshRetry = b, false, false
 		b.client.inflight.Add(1)
 		rq.inflight = true

@@ -475,42 +475,37 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, secure bool) {
 		p.observe(r, fasthttp.StatusBadRequest, start)
 		return
 	}
-	used, tried, tries, n := -1, 0, 1+r.Retries, len(r.Backends)
+	used := -1
 	now := start.UnixNano()
-attempts:
-	// Ejected backends are passed over, unless every backend is ejected:
-	// then trying one beats refusing the request.
-	for pass := 0; pass < 2 && tried == 0; pass++ {
-		for k := 0; k < n && tried < tries; k++ {
-			i := (first + k) % n
-			b := &r.Backends[i]
-			if pass == 0 && !b.client.health.available(now) {
-				continue
+	tries := attempts{r: r, first: first}
+	for {
+		i, ok := tries.next(now)
+		if !ok {
+			break
+		}
+		b := &r.Backends[i]
+		used = i
+		b.client.inflight.Add(1)
+		err = forward(ctx.Conn(), b.client.http(), req, resp, r.ResponseTimeout)
+		endRequest(&b.client.inflight, resp)
+		if err == nil {
+			if resp.StatusCode() >= 500 {
+				p.fail(b)
+			} else {
+				b.client.health.success()
 			}
-			tried++
-			used = i
-			b.client.inflight.Add(1)
-			err = forward(ctx.Conn(), b.client.http(), req, resp, r.ResponseTimeout)
-			endRequest(&b.client.inflight, resp)
-			if err == nil {
-				if resp.StatusCode() >= 500 {
-					p.fail(b)
-				} else {
-					b.client.health.success()
-				}
-				break attempts
-			}
-			if errors.Is(err, errClientBody) {
-				break attempts // not the backend's fault
-			}
-			p.fail(b)
-			p.metrics.backendErrors.WithLabelValues(r.App).Inc()
-			if !(retriable(err) || (idempotent(req.Header.Method()) && !errors.Is(err, fasthttp.ErrTimeout))) {
-				break attempts
-			}
-			if streamed && !req.IsBodyStream() {
-				break attempts // the body went to the failed backend: there is none to resend
-			}
+			break
+		}
+		if errors.Is(err, errClientBody) {
+			break // not the backend's fault
+		}
+		p.fail(b)
+		p.metrics.backendErrors.WithLabelValues(r.App).Inc()
+		if !(retriable(err) || (idempotent(req.Header.Method()) && !errors.Is(err, fasthttp.ErrTimeout))) {
+			break
+		}
+		if streamed && !req.IsBodyStream() {
+			break // the body went to the failed backend: there is none to resend
 		}
 	}
 	if err != nil {
@@ -541,6 +536,36 @@ attempts:
 		resp.Header.Set("Strict-Transport-Security", hstsValue)
 	}
 	p.observe(r, resp.StatusCode(), start)
+}
+
+// attempts walks the backends one request may try: from first on, at
+// most 1+Retries of them. Ejected backends are passed over, unless every
+// backend is ejected: then trying one beats refusing the request.
+type attempts struct {
+	r            *Route
+	first        int
+	pass, k, try int
+}
+
+// next returns the index of the next backend to try, or false when the
+// request has had its tries.
+func (a *attempts) next(now int64) (int, bool) {
+	n, tries := len(a.r.Backends), 1+a.r.Retries
+	for ; a.pass < 2; a.pass, a.k = a.pass+1, 0 {
+		if a.pass == 1 && a.try > 0 {
+			return 0, false
+		}
+		for a.k < n && a.try < tries {
+			i := (a.first + a.k) % n
+			a.k++
+			if a.pass == 0 && !a.r.Backends[i].client.health.available(now) {
+				continue
+			}
+			a.try++
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 // first picks the first backend to try: the one the sticky cookie names
