@@ -127,7 +127,7 @@ func (m *Master) reconcileAgent(a *agentRec, id string, reported []mesos.Task) {
 		if f := m.frameworks[rt.FrameworkID.Value]; f != nil {
 			t.role = frameworkRoles(f.info)[0]
 		}
-		m.tasks[rt.TaskID.Value] = t
+		m.putTask(t)
 		m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventTaskAdded, TaskAdded: &mesos.TaskAdded{Task: rt}})
 		if f := m.frameworks[rt.FrameworkID.Value]; f != nil {
 			f.allocated = f.allocated.Plus(rt.Resources)
@@ -303,7 +303,7 @@ func (m *Master) applyStatus(t *taskRec, st mesos.TaskStatus, fromMaster bool) {
 	}
 	wasTerminal := t.task.State.Terminal()
 	if !wasTerminal {
-		t.task.State = st.State
+		m.setTaskState(t, st.State)
 	}
 	t.task.Statuses = append(t.task.Statuses, st)
 	if n := len(t.task.Statuses); n > maxStatuses {
@@ -334,7 +334,7 @@ func (m *Master) applyStatus(t *taskRec, st mesos.TaskStatus, fromMaster bool) {
 // complete moves a terminal task whose updates were all acknowledged to the
 // completed list. Caller holds mu.
 func (m *Master) complete(t *taskRec) {
-	delete(m.tasks, t.task.TaskID.Value)
+	m.dropTask(t)
 	m.completed = append(m.completed, t.task)
 	if n := len(m.completed); n > maxCompleted {
 		m.completed = append([]mesos.Task(nil), m.completed[n-maxCompleted:]...)

@@ -33,29 +33,7 @@ func (m *Master) allocate(now time.Time) {
 		return
 	}
 	st := allocator.State{Now: now, Weights: m.cfg.Weights, Quota: m.allocatorQuota()}
-	// What each framework holds per role: its live tasks and its offers.
-	// (Appended raw and normalised once: Plus per task would make each
-	// cycle cost O(tasks) normalisations under the lock.)
-	byRole := map[string]map[string]mesos.Resources{}
-	hold := func(fid, role string, r mesos.Resources) {
-		if byRole[fid] == nil {
-			byRole[fid] = map[string]mesos.Resources{}
-		}
-		byRole[fid][role] = append(byRole[fid][role], r...)
-	}
-	for _, t := range m.tasks {
-		if !t.task.State.Terminal() {
-			hold(t.task.FrameworkID.Value, t.role, t.task.Resources)
-		}
-	}
-	for _, o := range m.offers {
-		hold(o.offer.FrameworkID.Value, o.role, o.offer.Resources)
-	}
-	for _, roles := range byRole {
-		for role, rs := range roles {
-			roles[role] = rs.Normalize()
-		}
-	}
+	byRole := m.allocatedByRole()
 	for id, a := range m.agents {
 		if a.conn == nil {
 			continue
@@ -121,6 +99,21 @@ func (m *Master) allocate(now time.Time) {
 		m.metrics.offers.Add(float64(len(offers)))
 		m.frameworks[fid].conn.send(mesos.Event{Type: mesos.EventOffers, Offers: &mesos.Offers{Offers: offers}})
 	}
+}
+
+// allocatedByRole is what each framework holds per role: its
+// non-terminal tasks (the running totals in m.held, so no walk over the
+// tasks) and its outstanding offers. Caller holds mu.
+func (m *Master) allocatedByRole() map[string]map[string]mesos.Resources {
+	offered := map[string]map[string]mesos.Resources{}
+	for _, o := range m.offers {
+		fid := o.offer.FrameworkID.Value
+		if offered[fid] == nil {
+			offered[fid] = map[string]mesos.Resources{}
+		}
+		offered[fid][o.role] = append(offered[fid][o.role], o.offer.Resources...)
+	}
+	return m.held.byRole(offered)
 }
 
 // releaseOffer removes an offer and returns its resources to the pool.

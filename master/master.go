@@ -105,7 +105,8 @@ type Master struct {
 	mu         sync.Mutex
 	agents     map[string]*agentRec
 	frameworks map[string]*fwRec
-	tasks      map[string]*taskRec // by task ID
+	tasks      map[string]*taskRec // by task ID: add and remove with putTask and dropTask, change a State with setTaskState
+	held       holdings            // what the non-terminal tasks hold, by framework and role
 	offers     map[string]*offerRec
 	completed  []mesos.Task // ring of finished tasks, newest last
 	filters    map[filterKey]time.Time
@@ -229,6 +230,7 @@ func newTerm(cfg Config, info mesos.MasterInfo, store Store, mt *metrics, log *s
 		agents:     map[string]*agentRec{},
 		frameworks: map[string]*fwRec{},
 		tasks:      map[string]*taskRec{},
+		held:       holdings{},
 		offers:     map[string]*offerRec{},
 		filters:    map[filterKey]time.Time{},
 		quota:      map[string]mesos.QuotaConfig{},

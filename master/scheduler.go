@@ -441,7 +441,7 @@ func (m *Master) launch(f *fwRec, a *agentRec, role string, ti mesos.TaskInfo) {
 		State: mesos.TaskStaging, Resources: ti.Resources, Labels: ti.Labels, Discovery: ti.Discovery,
 		Container: ti.Container, HealthCheck: ti.HealthCheck, KillPolicy: ti.KillPolicy, User: f.info.User,
 	}, unacked: map[string]mesos.TaskStatus{}}
-	m.tasks[ti.TaskID.Value] = t
+	m.putTask(t)
 	a.used = a.used.Plus(ti.Resources)
 	f.allocated = f.allocated.Plus(ti.Resources)
 	m.metrics.launched.Inc()

@@ -1,0 +1,112 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"reflect"
+	"sort"
+
+	"github.com/keelhq/keel/api/mesos"
+)
+
+// StartTerm runs one leading term of a master on cfg.Store, as Run does
+// once elected but without its listener: the caller serves Handler. The
+// term ends with ctx; done is closed once it has shut down (every stream
+// closed).
+func StartTerm(ctx context.Context, cfg Config) (m *Master, done <-chan struct{}, err error) {
+	cfg, err = withDefaults(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	info := masterInfo(cfg, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	m = newTerm(cfg, info, cfg.Store, newMetrics(nil, nil), cfg.Logger)
+	if err := m.recover(ctx); err != nil {
+		return nil, nil, err
+	}
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		m.allocationLoop(ctx)
+		m.shutdown()
+	}()
+	return m, ch, nil
+}
+
+// Handler serves the term's APIs.
+func (m *Master) Handler() http.Handler { return m.handler() }
+
+// Held returns the running totals of framework fid's non-terminal tasks
+// by role (nil when it has none).
+func (m *Master) Held(fid string) map[string]mesos.Resources {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.held.byRole(nil)[fid]
+}
+
+// CheckHeld compares the running totals, and what an allocation cycle
+// gets from them with the offers, against a full recompute from m.tasks
+// and m.offers; it returns the first difference.
+func (m *Master) CheckHeld() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := sameByRole("tasks", m.held.byRole(nil), m.recomputeByRole(false)); err != nil {
+		return err
+	}
+	return sameByRole("tasks and offers", m.allocatedByRole(), m.recomputeByRole(true))
+}
+
+// recomputeByRole adds up every non-terminal task (and, with offers, every
+// outstanding offer) by framework ID and role, as allocation cycles did
+// before the running totals. Caller holds mu.
+func (m *Master) recomputeByRole(offers bool) map[string]map[string]mesos.Resources {
+	out := map[string]map[string]mesos.Resources{}
+	hold := func(fid, role string, r mesos.Resources) {
+		if out[fid] == nil {
+			out[fid] = map[string]mesos.Resources{}
+		}
+		out[fid][role] = append(out[fid][role], r...)
+	}
+	for _, t := range m.tasks {
+		if !t.task.State.Terminal() {
+			hold(t.task.FrameworkID.Value, t.role, t.task.Resources)
+		}
+	}
+	if offers {
+		for _, o := range m.offers {
+			hold(o.offer.FrameworkID.Value, o.role, o.offer.Resources)
+		}
+	}
+	for _, roles := range out {
+		for role, rs := range roles {
+			roles[role] = rs.Normalize()
+		}
+	}
+	return out
+}
+
+func sameByRole(what string, got, want map[string]map[string]mesos.Resources) error {
+	if a, b := byRoleKeys(got), byRoleKeys(want); !reflect.DeepEqual(a, b) {
+		return fmt.Errorf("%s: running totals have frameworks/roles %v, a recompute %v", what, a, b)
+	}
+	for fid, roles := range want {
+		for role, rs := range roles {
+			if !reflect.DeepEqual(got[fid][role], rs) {
+				return fmt.Errorf("%s: framework %s role %q: running total %q, a recompute %q", what, fid, role, got[fid][role].String(), rs.String())
+			}
+		}
+	}
+	return nil
+}
+
+func byRoleKeys(m map[string]map[string]mesos.Resources) []string {
+	var out []string
+	for fid, roles := range m {
+		for role := range roles {
+			out = append(out, fid+"/"+role)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
