@@ -11,10 +11,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -40,6 +40,10 @@ const (
 	loopHeadTimeout = responseTimeout // a request head must arrive within this
 	loopClientIdle  = 2 * time.Minute // between requests, as the server's IdleTimeout
 	loopMaxIdle     = 1024            // pooled idle connections per backend address
+	loopFreeBufs    = 256             // read buffers of closed clients kept for new ones
+	loopSpliceMin   = 64 << 10        // a Content-Length body left at least this long is spliced
+	loopPipeSize    = 1 << 20         // capacity asked for a splice pipe
+	loopFreePipes   = 16              // empty splice pipes kept for the next bodies
 )
 
 // Response framings.
@@ -92,6 +96,15 @@ type lrequest struct {
 	chunks      chunkState
 	beClose     bool // the backend connection cannot be reused
 	closeClient bool
+	pipe        *lpipe // the body is spliced through it (nil: copied)
+}
+
+// lpipe is a kernel pipe that splices a response body from the backend to
+// the client without copying it through user space.
+type lpipe struct {
+	r, w int
+	cap  int // what the pipe holds at most
+	n    int // bytes in it now
 }
 
 // lbackend is one backend connection, in use by a client or idle in the pool.
@@ -112,29 +125,29 @@ type lbackend struct {
 }
 
 type loop struct {
-	p        *Proxy
-	srv      *fasthttp.Server
-	lfd      int
-	epfd     int
-	epf      *os.File           // epfd, in Go's poller: the loop parks there
-	epRaw    syscall.RawConn    // of epf
-	ready    func(uintptr) bool // epRaw's callback, made once: a closure per wait would be garbage
-	readyN   int
-	readyErr error
-	wakefd   int
-	tickfd   int // a timerfd: the sweep's clock
-	events   []unix.EpollEvent
-	gen      int32
-	clients  map[int]*lclient
-	backends map[int]*lbackend
-	idle     map[string][]*lbackend
-	addrs    map[string]unix.Sockaddr // nil value: not an IP literal
-	now      time.Time
-	swept    time.Time
-	draining bool
-	drainEnd time.Time
-	scratch  [256]byte
-	handoffs atomic.Int64 // connections given to the fasthttp server, for tests and debugging
+	p         *Proxy
+	srv       *fasthttp.Server
+	lfd       int
+	epfd      int
+	wakefd    int
+	tickfd    int // a timerfd: the sweep's clock
+	events    []unix.EpollEvent
+	gen       int32
+	clients   map[int]*lclient
+	backends  map[int]*lbackend
+	idle      map[string][]*lbackend
+	addrs     map[string]unix.Sockaddr // nil value: not an IP literal
+	literals  map[*Route]bool          // of literalOf's routes: all backends are IP literals
+	literalOf *Table
+	now       time.Time
+	swept     time.Time
+	draining  bool
+	drainEnd  time.Time
+	scratch   [256]byte
+	freeBufs  [][]byte     // read buffers of closed clients, for the next ones
+	pipes     []*lpipe     // empty splice pipes, for the next bodies
+	handoffs  atomic.Int64 // connections given to the fasthttp server, for tests and debugging
+	spliced   atomic.Int64 // response bodies spliced, for tests and debugging
 }
 
 // newLoop takes over ln (it is closed, even on error; the loop keeps a
@@ -143,7 +156,7 @@ type loop struct {
 func newLoop(p *Proxy, ln *net.TCPListener, fallback *fasthttp.Server) (_ *loop, err error) {
 	defer ln.Close()
 	l := &loop{p: p, srv: fallback, lfd: -1, epfd: -1, wakefd: -1, tickfd: -1, events: make([]unix.EpollEvent, loopEvents),
-		clients: map[int]*lclient{}, backends: map[int]*lbackend{}, idle: map[string][]*lbackend{}, addrs: map[string]unix.Sockaddr{}}
+		clients: map[int]*lclient{}, backends: map[int]*lbackend{}, idle: map[string][]*lbackend{}, addrs: map[string]unix.Sockaddr{}, literals: map[*Route]bool{}}
 	defer func() {
 		if err != nil {
 			l.closeFDs()
@@ -163,22 +176,13 @@ func newLoop(p *Proxy, ln *net.TCPListener, fallback *fasthttp.Server) (_ *loop,
 	if err := unix.SetNonblock(l.lfd, true); err != nil {
 		return nil, fmt.Errorf("proxy: loop: %w", err)
 	}
+	// Accepted connections inherit TCP_NODELAY from the listener: set once
+	// here, it costs no system call per connection.
+	if err := unix.SetsockoptInt(l.lfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		return nil, fmt.Errorf("proxy: loop: TCP_NODELAY: %w", err)
+	}
 	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("proxy: loop: epoll_create: %w", err)
-	}
-	// The epoll descriptor is readable while it has events: Go's own
-	// poller waits on it for the loop, so that an idle loop is a parked
-	// goroutine, not a thread blocked in a system call.
-	if err := unix.SetNonblock(l.epfd, true); err != nil {
-		return nil, fmt.Errorf("proxy: loop: %w", err)
-	}
-	l.epf = os.NewFile(uintptr(l.epfd), "epoll")
-	if l.epRaw, err = l.epf.SyscallConn(); err != nil {
-		return nil, fmt.Errorf("proxy: loop: %w", err)
-	}
-	l.ready = func(uintptr) bool {
-		l.readyN, l.readyErr = unix.EpollWait(l.epfd, l.events, 0)
-		return l.readyN != 0 || (l.readyErr != nil && l.readyErr != unix.EINTR)
 	}
 	if l.wakefd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("proxy: loop: eventfd: %w", err)
@@ -203,14 +207,13 @@ func newLoop(p *Proxy, ln *net.TCPListener, fallback *fasthttp.Server) (_ *loop,
 // flight finish for up to drainTimeout and closes every socket it holds.
 // Connections handed to the fasthttp server are the proxy's (p.conns).
 //
-// The goroutine does not lock its OS thread, and never blocks in
-// epoll_wait: it parks in Go's poller (wait). Measured with BenchmarkLoop
-// on two shared cores, a thread blocked in epoll_wait cost about 95 µs per
-// request, locked or not (the runtime hands its P away and back on each
-// wake-up), and a locked goroutine that parks 105-155 µs (a thread
-// hand-off per wake-up), against 23-27 µs parked and unlocked, as the
-// fasthttp path.
+// The goroutine locks its OS thread and waits in epoll_wait as a raw
+// system call, on a P of its own (see loop_sys_linux.go).
 func (l *loop) run(ctx context.Context) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	addLoopProc(1)
+	defer addLoopProc(-1)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -230,12 +233,17 @@ func (l *loop) run(ctx context.Context) error {
 	l.now = time.Now()
 	l.swept = l.now
 	for {
-		n, err := l.wait()
-		if err != nil && err != unix.EINTR {
+		n, err := rawEpollWait(l.epfd, l.events, int(loopSweep/time.Millisecond))
+		if err != 0 && err != unix.EINTR {
 			return fmt.Errorf("proxy: loop: epoll_wait: %w", err)
 		}
+		if n == 0 {
+			// A signal (most likely the scheduler's preemption) or the
+			// sweep's tick: let the runtime have the P for a moment.
+			runtime.Gosched()
+		}
 		l.now = time.Now()
-		for _, ev := range l.events[:max(n, 0)] {
+		for _, ev := range l.events[:n] {
 			switch {
 			case ev.Pad == 0 && int(ev.Fd) == l.wakefd:
 				l.drain()
@@ -256,19 +264,6 @@ func (l *loop) run(ctx context.Context) error {
 			return nil
 		}
 	}
-}
-
-// wait returns the ready events of the epoll set: at once when there are
-// some, else after parking in Go's poller until the set has an event (the
-// timerfd makes one every sweep period). Looking before parking is
-// required: an event queued while the loop was busy does not always raise
-// a new edge on the epoll descriptor (measured: skipping the look stalled
-// requests until the next tick).
-func (l *loop) wait() (int, error) {
-	if err := l.epRaw.Read(l.ready); err != nil {
-		return 0, err
-	}
-	return l.readyN, l.readyErr
 }
 
 // drain starts the shutdown: no more connections, idle ones closed.
@@ -307,24 +302,17 @@ func (l *loop) nextGen() int32 {
 
 func (l *loop) accept() {
 	for {
-		fd, sa, err := unix.Accept4(l.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		fd, ip, err := rawAccept(l.lfd)
 		switch {
 		case err == unix.EINTR || err == unix.ECONNABORTED:
 			continue
-		case err != nil:
+		case err != 0:
 			if err != unix.EAGAIN {
 				l.p.log.Debug("loop accept", "err", err)
 			}
 			return
 		}
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		c := &lclient{fd: fd, gen: l.nextGen(), buf: make([]byte, loopReadBuffer), deadline: l.now.Add(loopClientIdle)}
-		switch a := sa.(type) {
-		case *unix.SockaddrInet4:
-			c.ip = net.IP(append([]byte(nil), a.Addr[:]...))
-		case *unix.SockaddrInet6:
-			c.ip = net.IP(append([]byte(nil), a.Addr[:]...))
-		}
+		c := &lclient{fd: fd, gen: l.nextGen(), ip: net.IP(ip), buf: l.readBuffer(), deadline: l.now.Add(loopClientIdle)}
 		if ip, ok := netip.AddrFromSlice(c.ip); ok {
 			c.ipText = ip.Unmap().AppendTo(nil)
 		}
@@ -391,7 +379,7 @@ func (l *loop) step(c *lclient) {
 			if !c.writable {
 				return
 			}
-			n, err := unix.Write(c.fd, c.pend)
+			n, err := rawWrite(c.fd, c.pend)
 			if err == unix.EAGAIN {
 				c.writable = false
 				return
@@ -440,7 +428,7 @@ func (l *loop) step(c *lclient) {
 			l.closeClient(c)
 			return
 		}
-		n, err := unix.Read(c.fd, c.buf[c.n:])
+		n, err := rawRead(c.fd, c.buf[c.n:])
 		switch {
 		case err == unix.EAGAIN:
 			c.readable = false
@@ -552,10 +540,8 @@ func (l *loop) dispatch(c *lclient, end int) bool {
 	if r == nil || r.RedirectHTTPS || r.auth != nil || r.Sticky || r.RewriteFrom != "" || r.MaxConns > 0 || len(r.Backends) == 0 {
 		return false
 	}
-	for i := range r.Backends {
-		if l.sockaddr(r.Backends[i].Addr) == nil {
-			return false // a name, not an address: fasthttp resolves it
-		}
+	if !l.literal(t, r) {
+		return false // a name, not an address: fasthttp resolves it
 	}
 
 	rq := &c.rq
@@ -660,6 +646,29 @@ func (l *loop) lowerHost(h []byte) []byte {
 
 // sockaddr is the socket address of an "ip:port" backend, nil for
 // anything else.
+// literal reports whether every backend of r, a route of table t, is an
+// IP address, the only kind the loop dials. The answer is kept per route
+// until the table changes: a route of 1000 backends would otherwise cost
+// 1000 lookups a request.
+func (l *loop) literal(t *Table, r *Route) bool {
+	if t != l.literalOf {
+		clear(l.literals)
+		l.literalOf = t
+	}
+	if ok, known := l.literals[r]; known {
+		return ok
+	}
+	ok := true
+	for i := range r.Backends {
+		if l.sockaddr(r.Backends[i].Addr) == nil {
+			ok = false
+			break
+		}
+	}
+	l.literals[r] = ok
+	return ok
+}
+
 func (l *loop) sockaddr(addr string) unix.Sockaddr {
 	if sa, ok := l.addrs[addr]; ok {
 		return sa
@@ -760,7 +769,7 @@ func (l *loop) stepBackend(c *lclient) bool {
 		if !be.writable {
 			return false
 		}
-		n, err := unix.Write(be.fd, rq.fwd[be.wrote:])
+		n, err := rawWrite(be.fd, rq.fwd[be.wrote:])
 		if err == unix.EAGAIN {
 			be.writable = false
 			return false
@@ -777,10 +786,18 @@ func (l *loop) stepBackend(c *lclient) bool {
 		c.deadline = l.now.Add(rq.r.ResponseTimeout)
 		return true
 	}
+	if rq.pipe == nil && rq.frame == frameLength && rq.remaining >= loopSpliceMin {
+		if rq.pipe = l.getPipe(); rq.pipe != nil {
+			l.spliced.Add(1)
+		}
+	}
+	if rq.pipe != nil {
+		return l.splice(c)
+	}
 	if !be.readable {
 		return false
 	}
-	n, err := unix.Read(be.fd, be.buf[be.n:])
+	n, err := rawRead(be.fd, be.buf[be.n:])
 	if err == unix.EAGAIN {
 		be.readable = false
 		return false
@@ -806,6 +823,97 @@ func (l *loop) stepBackend(c *lclient) bool {
 	be.n += n
 	l.heads(c)
 	return true
+}
+
+// splice moves the rest of a Content-Length body from the backend to the
+// client through rq.pipe; false means wait for an event. The pipe is empty
+// when the body is done, and goes back to the pool with the request.
+func (l *loop) splice(c *lclient) bool {
+	rq, be, pp := &c.rq, c.rq.be, c.rq.pipe
+	progress := false
+	// Into the pipe only when it is empty: a pipe counts buffers, not
+	// bytes, and a socket's data may fill its buffers short of its
+	// capacity, where a splice would say EAGAIN with the socket still
+	// readable. From an empty pipe, EAGAIN means the socket is drained.
+	// (A short splice is no sign of that either, for the same reason.)
+	if pp.n == 0 && rq.remaining > 0 && be.readable {
+		want := int(min(rq.remaining, int64(pp.cap)))
+		n, err := rawSplice(be.fd, pp.w, want)
+		switch {
+		case err == unix.EAGAIN:
+			be.readable = false
+		case err != 0 || n == 0:
+			l.ioFailed(c, false) // the body is cut
+			return true
+		default:
+			pp.n += n
+			rq.remaining -= int64(n)
+			rq.got = true
+			progress = true
+		}
+	}
+	if pp.n > 0 && c.writable {
+		n, err := rawSplice(pp.r, c.fd, pp.n)
+		switch {
+		case err == unix.EAGAIN:
+			c.writable = false
+		case err != 0:
+			l.abort(c)
+			return false
+		default:
+			// Short is no sign of a full socket: a splice may stop at the
+			// end of a pipe buffer. Only EAGAIN says full.
+			pp.n -= n
+			progress = progress || n > 0
+		}
+	}
+	if progress {
+		c.deadline = l.now.Add(rq.r.ResponseTimeout)
+	}
+	if rq.remaining == 0 && pp.n == 0 {
+		l.responseDone(c)
+		return true
+	}
+	return progress
+}
+
+// getPipe returns an empty splice pipe, from the pool or new; nil when
+// the system has none to give (the body is then copied).
+func (l *loop) getPipe() *lpipe {
+	if n := len(l.pipes); n > 0 {
+		pp := l.pipes[n-1]
+		l.pipes[n-1] = nil
+		l.pipes = l.pipes[:n-1]
+		return pp
+	}
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		l.p.log.Debug("loop pipe", "err", err)
+		return nil
+	}
+	pp := &lpipe{r: fds[0], w: fds[1]}
+	// Refused (past the user's pipe quota), the default size serves.
+	_, _ = unix.FcntlInt(uintptr(pp.r), unix.F_SETPIPE_SZ, loopPipeSize)
+	if pp.cap, _ = unix.FcntlInt(uintptr(pp.r), unix.F_GETPIPE_SZ, 0); pp.cap <= 0 {
+		pp.cap = 64 << 10
+	}
+	return pp
+}
+
+// putPipe ends rq's use of its pipe: an empty one goes back to the pool,
+// one with bytes of a body that will never be sent is closed.
+func (l *loop) putPipe(rq *lrequest) {
+	pp := rq.pipe
+	if pp == nil {
+		return
+	}
+	rq.pipe = nil
+	if pp.n == 0 && len(l.pipes) < loopFreePipes && !l.draining {
+		l.pipes = append(l.pipes, pp)
+		return
+	}
+	unix.Close(pp.r)
+	unix.Close(pp.w)
 }
 
 // heads parses the response heads in be.buf: interim ones are forwarded,
@@ -1029,6 +1137,7 @@ func (l *loop) body(c *lclient, b []byte, first bool) {
 // connection goes back to the pool if it can.
 func (l *loop) responseDone(c *lclient) {
 	rq := &c.rq
+	l.putPipe(rq)
 	be := rq.be
 	rq.be = nil
 	if be != nil {
@@ -1077,6 +1186,7 @@ func (l *loop) connFailed(c *lclient) {
 // ioFailed: the backend connection broke while the request was on it.
 func (l *loop) ioFailed(c *lclient, timeout bool) {
 	rq := &c.rq
+	l.putPipe(rq)
 	be := rq.be
 	rq.be = nil
 	reused := be != nil && be.reused
@@ -1161,6 +1271,7 @@ func (l *loop) endRequest(c *lclient) {
 // abort drops a client connection in the middle of its request.
 func (l *loop) abort(c *lclient) {
 	rq := &c.rq
+	l.putPipe(rq)
 	if rq.busy {
 		if be := rq.be; be != nil {
 			rq.be = nil
@@ -1259,7 +1370,25 @@ func (l *loop) closeClient(c *lclient) {
 	if l.clients[c.fd] == c {
 		delete(l.clients, c.fd)
 		unix.Close(c.fd)
+		// Nothing reads a client's buffer once it is out of the clients
+		// map (step looks there first), so the next client may have it:
+		// a new connection per request then costs no 20 KiB allocation.
+		if len(l.freeBufs) < loopFreeBufs {
+			l.freeBufs = append(l.freeBufs, c.buf)
+		}
 	}
+}
+
+// readBuffer returns a client read buffer, a closed client's if there is
+// one. Its old bytes are never read: c.n says what is valid.
+func (l *loop) readBuffer() []byte {
+	if n := len(l.freeBufs); n > 0 {
+		b := l.freeBufs[n-1]
+		l.freeBufs[n-1] = nil
+		l.freeBufs = l.freeBufs[:n-1]
+		return b
+	}
+	return make([]byte, loopReadBuffer)
 }
 
 // handoff gives the client connection, and what it sent that the loop
@@ -1317,14 +1446,15 @@ func (l *loop) closeAll() {
 		l.closeBackend(be)
 	}
 	clear(l.idle)
+	for _, pp := range l.pipes {
+		unix.Close(pp.r)
+		unix.Close(pp.w)
+	}
+	l.pipes = nil
 	l.closeFDs()
 }
 
 func (l *loop) closeFDs() {
-	if l.epf != nil {
-		l.epf.Close()
-		l.epf, l.epfd = nil, -1
-	}
 	for _, fd := range []*int{&l.lfd, &l.epfd, &l.wakefd, &l.tickfd} {
 		if *fd >= 0 {
 			unix.Close(*fd)

@@ -161,6 +161,16 @@ func route(p *Proxy, vhost string, labels map[string]string, ports ...uint32) {
 
 // rawBackend answers each request by path, as raw bytes; it returns the
 // port and a count of the connections it accepted.
+// pattern is a response body in which a byte out of place shows: 3 MiB of
+// a sequence that repeats every 251 bytes.
+var pattern = func() []byte {
+	b := make([]byte, 3<<20)
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	return b
+}()
+
 func rawBackend(t *testing.T) (uint32, *atomic.Int64) {
 	var conns atomic.Int64
 	big := strings.Repeat("x", 1<<20)
@@ -176,6 +186,14 @@ func rawBackend(t *testing.T) (uint32, *atomic.Int64) {
 			switch req.URL.Path {
 			case "/small":
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello world!")
+			case "/pattern":
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(pattern))
+				c.Write(pattern)
+			case "/cut":
+				// Promises the whole pattern, sends a fifth, and hangs up.
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(pattern))
+				c.Write(pattern[:len(pattern)/5])
+				return
 			case "/big":
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n"+big)
 			case "/chunked":
@@ -237,6 +255,53 @@ func TestLoopKeepAlive(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		if string(body) != want {
 			t.Fatalf("pipelined: %q, want %q", body, want)
+		}
+	}
+}
+
+// TestLoopSplice: a long Content-Length body goes through a kernel pipe,
+// byte for byte, and the connection stays usable after it; a body the
+// backend cuts short closes the client's connection, and a pipe left
+// holding bytes by a client that hung up is not reused for the next body.
+func TestLoopSplice(t *testing.T) {
+	p, addr, l := startLoop(t)
+	defer loopServed(t, l)
+	port, _ := rawBackend(t)
+	route(p, "web.example.com", nil, port)
+	rc := dialRaw(t, addr)
+	for i := 0; i < 3; i++ {
+		resp, body := rc.do("GET", "GET /pattern HTTP/1.1\r\nHost: web.example.com\r\n\r\n")
+		if resp.StatusCode != 200 || body != string(pattern) {
+			t.Fatalf("pattern %d: %d, %d bytes, equal %v", i, resp.StatusCode, len(body), body == string(pattern))
+		}
+		resp, body = rc.do("GET", "GET /small HTTP/1.1\r\nHost: web.example.com\r\n\r\n")
+		if body != "hello world!" {
+			t.Fatalf("after a spliced body: %d %q", resp.StatusCode, body)
+		}
+	}
+	if n := l.spliced.Load(); n != 3 {
+		t.Fatalf("%d bodies spliced, want 3", n)
+	}
+	cut := dialRaw(t, addr)
+	io.WriteString(cut.c, "GET /cut HTTP/1.1\r\nHost: web.example.com\r\n\r\n")
+	resp, err := http.ReadResponse(cut.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	if err == nil || len(got) >= len(pattern) || !bytes.Equal(got, pattern[:len(got)]) {
+		t.Fatalf("cut body: %d bytes, err %v; want a prefix of the pattern and an error", len(got), err)
+	}
+	// A client that reads a little and hangs up leaves bytes in the pipe.
+	for i := 0; i < 4; i++ {
+		gone := dialRaw(t, addr)
+		io.WriteString(gone.c, "GET /pattern HTTP/1.1\r\nHost: web.example.com\r\n\r\n")
+		io.ReadFull(gone.br, make([]byte, 1000))
+		gone.c.Close()
+	}
+	for i := 0; i < 4; i++ {
+		if _, body := rc.do("GET", "GET /pattern HTTP/1.1\r\nHost: web.example.com\r\n\r\n"); body != string(pattern) {
+			t.Fatalf("pattern after cut bodies: %d bytes, equal %v", len(body), body == string(pattern))
 		}
 	}
 }
