@@ -37,13 +37,14 @@ const (
 	loopRespBuffer  = 32 << 10               // backend reads; a response head must fit
 	loopEvents      = 256
 	loopSweep       = 250 * time.Millisecond
-	loopHeadTimeout = responseTimeout // a request head must arrive within this
-	loopClientIdle  = 2 * time.Minute // between requests, as the server's IdleTimeout
-	loopMaxIdle     = 1024            // pooled idle connections per backend address
-	loopFreeBufs    = 256             // read buffers of closed clients kept for new ones
-	loopSpliceMin   = 64 << 10        // a Content-Length body left at least this long is spliced
-	loopPipeSize    = 1 << 20         // capacity asked for a splice pipe
-	loopFreePipes   = 16              // empty splice pipes kept for the next bodies
+	loopSpin        = 5 * time.Millisecond // a busy loop's wait, under the scheduler's 10 ms preemption tick
+	loopHeadTimeout = responseTimeout      // a request head must arrive within this
+	loopClientIdle  = 2 * time.Minute      // between requests, as the server's IdleTimeout
+	loopMaxIdle     = 1024                 // pooled idle connections per backend address
+	loopFreeBufs    = 256                  // read buffers of closed clients kept for new ones
+	loopSpliceMin   = 64 << 10             // a Content-Length body left at least this long is spliced
+	loopPipeSize    = 1 << 20              // capacity asked for a splice pipe
+	loopFreePipes   = 16                   // empty splice pipes kept for the next bodies
 )
 
 // Response framings.
@@ -232,29 +233,38 @@ func (l *loop) run(ctx context.Context) error {
 	}()
 	l.now = time.Now()
 	l.swept = l.now
+	idle := false
 	for {
-		n, err := rawEpollWait(l.epfd, l.events, int(loopSweep/time.Millisecond))
-		if err != 0 && err != unix.EINTR {
+		n, err := l.wait(idle)
+		switch {
+		case err == unix.EINTR:
+			// A signal, most likely the scheduler asking for the P (a
+			// garbage collection, or the loop ran a long while): yield.
+			runtime.Gosched()
+		case err != 0:
 			return fmt.Errorf("proxy: loop: epoll_wait: %w", err)
 		}
-		if n == 0 {
-			// A signal (most likely the scheduler's preemption) or the
-			// sweep's tick: let the runtime have the P for a moment.
-			runtime.Gosched()
-		}
 		l.now = time.Now()
+		active := false // an event other than the sweep's tick
 		for _, ev := range l.events[:n] {
 			switch {
-			case ev.Pad == 0 && int(ev.Fd) == l.wakefd:
-				l.drain()
 			case ev.Pad == 0 && int(ev.Fd) == l.tickfd:
 				var buf [8]byte
 				_, _ = unix.Read(l.tickfd, buf[:])
+				continue
+			case ev.Pad == 0 && int(ev.Fd) == l.wakefd:
+				l.drain()
 			case ev.Pad == 0 && int(ev.Fd) == l.lfd:
 				l.accept()
 			default:
 				l.event(ev)
 			}
+			active = true
+		}
+		if err == 0 {
+			// Idle after a wait that timed out or saw only the tick: the
+			// next one leaves the P to the runtime.
+			idle = !active
 		}
 		if l.now.Sub(l.swept) >= loopSweep {
 			l.swept = l.now
@@ -264,6 +274,22 @@ func (l *loop) run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// wait returns the epoll set's ready events. A busy loop waits with a raw
+// call, holding its P, for up to loopSpin; once that passed without an
+// event (idle), it waits through the ordinary system call, so that the
+// runtime takes the P back and an idle gateway costs nothing: a P held
+// longer draws the scheduler's preemption signal every 10 ms.
+func (l *loop) wait(idle bool) (int, unix.Errno) {
+	if !idle {
+		return rawEpollWait(l.epfd, l.events, int(loopSpin/time.Millisecond))
+	}
+	n, err := unix.EpollWait(l.epfd, l.events, int(loopSweep/time.Millisecond))
+	if err != nil {
+		return 0, err.(unix.Errno)
+	}
+	return n, 0
 }
 
 // drain starts the shutdown: no more connections, idle ones closed.
