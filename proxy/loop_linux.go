@@ -98,6 +98,7 @@ type lrequest struct {
 	beClose     bool // the backend connection cannot be reused
 	closeClient bool
 	pipe        *lpipe // the body is spliced through it (nil: copied)
+	full        bool   // the last backend tried had all its connections busy
 }
 
 // lpipe is a kernel pipe that splices a response body from the backend to
@@ -138,6 +139,7 @@ type loop struct {
 	backends  map[int]*lbackend
 	idle      map[string][]*lbackend
 	addrs     map[string]unix.Sockaddr // nil value: not an IP literal
+	open      map[string]int           // backend connections by address, in use or idle
 	literals  map[*Route]bool          // of literalOf's routes: all backends are IP literals
 	literalOf *Table
 	now       time.Time
@@ -157,7 +159,7 @@ type loop struct {
 func newLoop(p *Proxy, ln *net.TCPListener, fallback *fasthttp.Server) (_ *loop, err error) {
 	defer ln.Close()
 	l := &loop{p: p, srv: fallback, lfd: -1, epfd: -1, wakefd: -1, tickfd: -1, events: make([]unix.EpollEvent, loopEvents),
-		clients: map[int]*lclient{}, backends: map[int]*lbackend{}, idle: map[string][]*lbackend{}, addrs: map[string]unix.Sockaddr{}, literals: map[*Route]bool{}}
+		clients: map[int]*lclient{}, backends: map[int]*lbackend{}, idle: map[string][]*lbackend{}, addrs: map[string]unix.Sockaddr{}, literals: map[*Route]bool{}, open: map[string]int{}}
 	defer func() {
 		if err != nil {
 			l.closeFDs()
@@ -721,17 +723,27 @@ func (l *loop) attempt(c *lclient) {
 	for {
 		i, ok := rq.tries.next(l.now.UnixNano())
 		if !ok {
-			l.answer(c, fasthttp.StatusBadGateway)
+			if rq.full {
+				l.answer(c, fasthttp.StatusServiceUnavailable)
+			} else {
+				l.answer(c, fasthttp.StatusBadGateway)
+			}
 			return
 		}
 		b := &rq.r.Backends[i]
-		rq.b, rq.got, rq.freshRetry = b, false, false
-		b.client.inflight.Add(1)
-		rq.inflight = true
+		rq.b, rq.got, rq.freshRetry, rq.full = b, false, false, false
 		if be := l.takeIdle(b.Addr); be != nil {
+			b.client.inflight.Add(1)
+			rq.inflight = true
 			l.use(c, be)
 			return
 		}
+		if l.open[b.Addr] >= backendMaxConns {
+			rq.full = true // busy, not broken: the next backend (see backendMaxConns)
+			continue
+		}
+		b.client.inflight.Add(1)
+		rq.inflight = true
 		if l.dial(c) {
 			return
 		}
@@ -765,6 +777,7 @@ func (l *loop) dial(c *lclient) bool {
 		return false
 	}
 	l.backends[fd] = be
+	l.open[be.addr]++
 	be.connecting = err != nil
 	be.writable = err == nil
 	l.use(c, be)
@@ -1388,6 +1401,9 @@ func (l *loop) closeBackend(be *lbackend) {
 	if l.backends[be.fd] == be {
 		delete(l.backends, be.fd)
 		unix.Close(be.fd) // closing removes it from the epoll set
+		if l.open[be.addr]--; l.open[be.addr] <= 0 {
+			delete(l.open, be.addr)
+		}
 	}
 	be.c = nil
 }

@@ -208,6 +208,13 @@ func (p *Proxy) update(snap *snapshot.Snapshot, extra []LabelError) {
 	}
 }
 
+// backendMaxConns caps each HTTP engine's connections to one backend. A
+// request that finds them all busy tries the next backend, and gets 503
+// when every one it may try is full: a busy backend is not a failing one,
+// so this neither counts as an error nor ejects it. (A variable so that
+// tests can lower it.)
+var backendMaxConns = 1024
+
 func newBackendClient(addr string) *backendClient { return &backendClient{addr: addr} }
 
 // http returns the backend's keep-alive pool, made on the first HTTP
@@ -219,7 +226,7 @@ func (c *backendClient) http() *fasthttp.HostClient {
 	c.hc.CompareAndSwap(nil, &fasthttp.HostClient{
 		Addr:                          c.addr,
 		Dial:                          (&fasthttp.TCPDialer{Concurrency: 0}).Dial,
-		MaxConns:                      1024,
+		MaxConns:                      backendMaxConns,
 		MaxIdleConnDuration:           clientIdle,
 		ReadTimeout:                   maxTimeout, // each request's own deadline is shorter
 		WriteTimeout:                  responseTimeout,
@@ -499,6 +506,9 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, secure bool) {
 		if errors.Is(err, errClientBody) {
 			break // not the backend's fault
 		}
+		if errors.Is(err, fasthttp.ErrNoFreeConns) {
+			continue // busy, not broken: the next backend
+		}
 		p.fail(b)
 		p.metrics.backendErrors.WithLabelValues(r.App).Inc()
 		if !(retriable(err) || (idempotent(req.Header.Method()) && !errors.Is(err, fasthttp.ErrTimeout))) {
@@ -518,6 +528,8 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, secure bool) {
 			ctx.SetConnectionClose()
 		case errors.Is(err, fasthttp.ErrTimeout):
 			code = fasthttp.StatusGatewayTimeout
+		case errors.Is(err, fasthttp.ErrNoFreeConns):
+			code = fasthttp.StatusServiceUnavailable
 		}
 		ctx.Error(fasthttp.StatusMessage(code)+"\n", code)
 		p.observe(r, code, start)

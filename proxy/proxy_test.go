@@ -273,3 +273,52 @@ func TestTCPServicePorts(t *testing.T) {
 		t.Fatalf("remaining service port: %q %v", out, err)
 	}
 }
+
+// TestBackendConnCap: a backend with all its connections busy is passed
+// over, and a request with nowhere else to go gets 503; the busy backend
+// is neither counted as an error nor ejected. (Both engines: make test runs
+// this file with KEEL_PROXY_ENGINE=loop too.)
+func TestBackendConnCap(t *testing.T) {
+	old := backendMaxConns
+	backendMaxConns = 2
+	t.Cleanup(func() { backendMaxConns = old })
+	p, url := startProxy(t)
+	release := make(chan struct{})
+	var held sync.WaitGroup
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			held.Done()
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	port, _ := strconv.Atoi(srv.URL[strings.LastIndexByte(srv.URL, ':')+1:])
+	labels := map[string]string{"HAPROXY_0_VHOST": "cap.example.com"}
+	p.Update(snap(1, task("/cap", "cap.1", "127.0.0.1", []uint32{uint32(port)}, nil, labels)))
+
+	held.Add(2)
+	done := make(chan string, 2)
+	for range 2 {
+		go func() {
+			code, body := get(t, url+"/hold", "cap.example.com", nil)
+			done <- fmt.Sprint(code, " ", body)
+		}()
+	}
+	held.Wait() // both connections are busy
+	if code, body := get(t, url+"/", "cap.example.com", nil); code != 503 {
+		t.Errorf("third request to a full backend: %d %q, want 503", code, body)
+	}
+	if b := p.table.Load().routes[0].Backends[0]; b.client.health.dirty.Load() {
+		t.Error("the busy backend was counted as failing")
+	}
+	close(release)
+	for range 2 {
+		if got := <-done; got != "200 ok" {
+			t.Errorf("held request: %s", got)
+		}
+	}
+	if code, body := get(t, url+"/", "cap.example.com", nil); code != 200 || body != "ok" {
+		t.Errorf("after the backend freed up: %d %q", code, body)
+	}
+}
