@@ -65,12 +65,14 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *ag
 	}
 	info := sub.AgentInfo
 	info.ID = mesos.NewID(id)
-	a.info, a.ip, a.version, a.total = info, sub.IP, sub.Version, info.Resources.Normalize()
+	a.info, a.ip, a.version = info, sub.IP, sub.Version
+	total := info.Resources.Normalize()
 	if dyn, err := m.loadReservations(r.Context(), id); err != nil {
 		m.log.Error("could not read the agent's dynamic reservations", "agent_id", id, "err", err)
 	} else if len(dyn) > 0 {
-		a.total = m.withReservations(id, a.total, dyn)
+		total = m.withReservations(id, total, dyn)
 	}
+	a.setTotal(total)
 	a.pid = mesos.AgentPID(sub.IP, info.Port)
 	a.conn, a.streamID, a.recovered = c, c.id, false
 	m.disarmTimer("agent/" + id)
@@ -87,7 +89,7 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *ag
 	m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventAgentAdded, AgentAdded: &mesos.AgentAdded{Agent: m.agentState(a)}})
 	m.mu.Unlock()
 	m.persist(keyAgents+id, storedAgent{Info: info, IP: sub.IP})
-	m.log.Info("agent subscribed", "agent_id", id, "hostname", info.Hostname, "ip", sub.IP, "resources", a.total.String(), "reregister", known)
+	m.log.Info("agent subscribed", "agent_id", id, "hostname", info.Hostname, "ip", sub.IP, "resources", total.String(), "reregister", known)
 	m.metrics.subscriptions.WithLabelValues("agent").Inc()
 	m.kick()
 
@@ -100,58 +102,132 @@ func (m *Master) subscribeAgent(w http.ResponseWriter, r *http.Request, call *ag
 
 // reconcileAgent merges the tasks an agent reports on (re)subscription with
 // what the master knows: tasks the master lost track of (master restart)
-// are adopted; tasks the master has on this agent that the agent no longer
-// runs are lost. Caller holds mu.
+// are taken on; a task the master has live that the agent reports ended
+// ends; tasks the master has on this agent that the agent no longer runs
+// are lost. Only live tasks count in what the agent uses and frameworks
+// hold. Caller holds mu.
 func (m *Master) reconcileAgent(a *agentRec, id string, reported []mesos.Task) {
 	seen := map[string]bool{}
-	used := mesos.Resources{}
 	for _, rt := range reported {
 		seen[rt.TaskID.Value] = true
-		used = used.Plus(rt.Resources)
 		if t, ok := m.tasks[rt.TaskID.Value]; ok {
-			if t.task.State == mesos.TaskUnreachable && !rt.State.Terminal() {
-				// The agent is back from a partition, and so is its task:
-				// its framework hears the state the agent reports.
-				if f := m.frameworks[t.task.FrameworkID.Value]; f != nil {
-					f.allocated = f.allocated.Plus(t.task.Resources)
-				}
-				st, _ := lastStatus(rt)
-				st.TaskID, st.AgentID, st.State = rt.TaskID, mesos.NewID(id), rt.State
-				st.Source, st.Reason, st.Message, st.Timestamp = mesos.SourceMaster, mesos.ReasonReconciliation, "Agent re-registered", nowSeconds()
-				m.applyStatus(t, st, true)
-			}
+			m.reconcileKnown(t, rt, id)
 			continue
 		}
-		rt.AgentID = mesos.ID{Value: id}
-		t := &taskRec{task: rt, unacked: map[string]mesos.TaskStatus{}}
-		if f := m.frameworks[rt.FrameworkID.Value]; f != nil {
-			t.role = frameworkRoles(f.info)[0]
-		}
-		m.putTask(t)
-		m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventTaskAdded, TaskAdded: &mesos.TaskAdded{Task: rt}})
-		if f := m.frameworks[rt.FrameworkID.Value]; f != nil {
-			f.allocated = f.allocated.Plus(rt.Resources)
-			// Tell the framework at once, ahead of any offer of this agent
-			// (same ordered stream), so it does not launch the task again.
-			st, _ := lastStatus(rt)
-			st.TaskID, st.AgentID, st.State, st.UUID = rt.TaskID, mesos.NewID(id), rt.State, nil
-			st.Source, st.Reason, st.Timestamp = mesos.SourceMaster, mesos.ReasonReconciliation, nowSeconds()
-			m.sendUpdate(f, st)
-		}
+		m.takeOn(rt, id)
 	}
+	var used mesos.Resources
 	for _, t := range m.tasks {
-		if t.task.AgentID.Value != id || seen[t.task.TaskID.Value] || t.task.State.Terminal() {
+		if t.task.AgentID.Value != id || t.task.State.Terminal() {
 			continue
 		}
-		if t.task.State == mesos.TaskStaging {
-			// Launched while the agent re-registered; it may still arrive.
-			used = used.Plus(t.task.Resources)
+		if !seen[t.task.TaskID.Value] && t.task.State != mesos.TaskStaging {
+			m.applyStatus(t, masterStatus(t.task.TaskID, &t.task.AgentID, mesos.TaskLost, mesos.ReasonAgentRemoved,
+				"Task is not running on the agent after it re-registered"), true)
 			continue
 		}
-		m.applyStatus(t, masterStatus(t.task.TaskID, &t.task.AgentID, mesos.TaskLost, mesos.ReasonAgentRemoved,
-			"Task is not running on the agent after it re-registered"), true)
+		// Reported live, or launched while the agent re-registered (it
+		// may still arrive).
+		used = append(used, t.task.Resources...)
 	}
-	a.used = used
+	a.setUsed(used.Normalize())
+}
+
+// reconcileKnown brings t, a task the master has, in line with rt, the
+// agent's report of it. A task back from a partition takes the state the
+// agent reports; one the master has live and the agent reports ended ends
+// (its framework acknowledges the master's update; the agent's own, when
+// it comes, goes to the framework as for any ended task). Caller holds mu.
+func (m *Master) reconcileKnown(t *taskRec, rt mesos.Task, id string) {
+	switch {
+	case t.task.State.Terminal():
+		return
+	case t.task.State == mesos.TaskUnreachable:
+		// Back with the agent; it holds its resources again unless it
+		// ended meanwhile.
+		if f := m.frameworks[t.task.FrameworkID.Value]; f != nil && !rt.State.Terminal() {
+			f.allocated = f.allocated.Plus(t.task.Resources)
+		}
+	case !rt.State.Terminal():
+		return
+	}
+	st, _ := lastStatus(rt)
+	st.TaskID, st.AgentID, st.State = rt.TaskID, mesos.NewID(id), rt.State
+	st.Source, st.Reason, st.Message, st.Timestamp = mesos.SourceMaster, mesos.ReasonReconciliation, "Agent re-registered", nowSeconds()
+	m.applyStatus(t, st, true)
+}
+
+// takeOn records rt, a task an agent reports that the master does not
+// know, and tells its framework at once, ahead of any offer of the agent
+// (same ordered stream), so that it does not launch the task again. A
+// task that ended is completed at once, unless the agent reports an
+// update of it not yet acknowledged (status_update_uuid): that one is
+// forwarded, and the task completes when the framework acknowledges it
+// (the acknowledgement goes on to the agent). Caller holds mu.
+func (m *Master) takeOn(rt mesos.Task, id string) {
+	rt.AgentID = mesos.ID{Value: id}
+	t := &taskRec{task: rt, unacked: map[string]mesos.TaskStatus{}}
+	f := m.frameworks[rt.FrameworkID.Value]
+	if f != nil {
+		t.role = frameworkRoles(f.info)[0]
+	}
+	m.putTask(t)
+	m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventTaskAdded, TaskAdded: &mesos.TaskAdded{Task: rt}})
+	if f == nil {
+		// No framework to acknowledge anything (as in applyStatus).
+		if rt.State.Terminal() {
+			m.complete(t)
+		}
+		return
+	}
+	ended := rt.State.Terminal()
+	if !ended {
+		f.allocated = f.allocated.Plus(rt.Resources)
+	}
+	pending, hasPending := pendingUpdate(rt, id)
+	if ended && hasPending {
+		t.unacked[string(pending.UUID)] = pending
+		m.sendUpdate(f, pending)
+		if pending.State == rt.State {
+			return
+		}
+	}
+	st, _ := lastStatus(rt)
+	st.TaskID, st.AgentID, st.State, st.UUID = rt.TaskID, mesos.NewID(id), rt.State, nil
+	st.Source, st.Reason, st.Timestamp = mesos.SourceMaster, mesos.ReasonReconciliation, nowSeconds()
+	m.sendUpdate(f, st)
+	if ended && !hasPending {
+		m.complete(t)
+	}
+}
+
+// pendingUpdate is the status update of rt, as an agent reports it, that
+// the agent has yet to hear acknowledged (status_update_uuid and _state),
+// if it names one.
+func pendingUpdate(rt mesos.Task, id string) (mesos.TaskStatus, bool) {
+	if len(rt.StatusUpdateUUID) == 0 {
+		return mesos.TaskStatus{}, false
+	}
+	st, _ := lastStatus(rt)
+	for _, s := range rt.Statuses {
+		if string(s.UUID) == string(rt.StatusUpdateUUID) {
+			st = s
+		}
+	}
+	st.TaskID, st.AgentID, st.UUID = rt.TaskID, mesos.NewID(id), rt.StatusUpdateUUID
+	if rt.StatusUpdateState != "" {
+		st.State = rt.StatusUpdateState
+	} else if st.State == "" {
+		st.State = rt.State
+	}
+	if st.Source == "" || st.Source == mesos.SourceMaster {
+		// It is the agent's to be acknowledged: acknowledge relays it.
+		st.Source = mesos.SourceAgent
+	}
+	if st.Timestamp == 0 {
+		st.Timestamp = nowSeconds()
+	}
+	return st, true
 }
 
 // agentDisconnected keeps the agent's tasks for AgentReregisterTimeout,
@@ -301,7 +377,8 @@ func (m *Master) applyStatus(t *taskRec, st mesos.TaskStatus, fromMaster bool) {
 	if fromMaster {
 		st.UUID = newUUIDBytes()
 	}
-	wasTerminal := t.task.State.Terminal()
+	was := t.task.State
+	wasTerminal := was.Terminal()
 	if !wasTerminal {
 		m.setTaskState(t, st.State)
 	}
@@ -313,11 +390,14 @@ func (m *Master) applyStatus(t *taskRec, st mesos.TaskStatus, fromMaster bool) {
 	m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventTaskUpdated, TaskUpdated: &mesos.TaskUpdated{
 		FrameworkID: t.task.FrameworkID, Status: st, State: t.task.State}})
 	if st.State.Terminal() && !wasTerminal {
-		if a := m.agents[t.task.AgentID.Value]; a != nil {
-			a.used = a.used.Minus(t.task.Resources)
-		}
-		if f := m.frameworks[t.task.FrameworkID.Value]; f != nil {
-			f.allocated = f.allocated.Minus(t.task.Resources)
+		// An unreachable task's resources left with its agent already.
+		if was != mesos.TaskUnreachable {
+			if a := m.agents[t.task.AgentID.Value]; a != nil {
+				a.setUsed(a.used.Minus(t.task.Resources))
+			}
+			if f := m.frameworks[t.task.FrameworkID.Value]; f != nil {
+				f.allocated = f.allocated.Minus(t.task.Resources)
+			}
 		}
 		m.kick()
 	}

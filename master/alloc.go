@@ -91,7 +91,7 @@ func (m *Master) allocate(now time.Time) {
 				}
 			})
 		}
-		a.offered = a.offered.Plus(d.Resources)
+		a.setOffered(a.offered.Plus(d.Resources))
 		f.offered = f.offered.Plus(d.Resources)
 		byFw[d.FrameworkID] = append(byFw[d.FrameworkID], o)
 	}
@@ -126,7 +126,7 @@ func (m *Master) releaseOffer(id string, rescind bool) *offerRec {
 	delete(m.offers, id)
 	m.disarmTimer("offer/" + id)
 	if a := m.agents[o.offer.AgentID.Value]; a != nil {
-		a.offered = a.offered.Minus(o.offer.Resources)
+		a.setOffered(a.offered.Minus(o.offer.Resources))
 	}
 	if f := m.frameworks[o.offer.FrameworkID.Value]; f != nil {
 		f.offered = f.offered.Minus(o.offer.Resources)

@@ -110,3 +110,63 @@ func byRoleKeys(m map[string]map[string]mesos.Resources) []string {
 	sort.Strings(out)
 	return out
 }
+
+// CheckAvailable compares, for every agent, the cached available() (when
+// it is cached) with total - used - offered computed afresh, and what the
+// agent's used and each framework's allocated resources hold with a sum
+// over the tasks: the agent's non-terminal tasks, the framework's
+// non-terminal tasks that are not unreachable. It returns the first
+// difference, and leaves every agent's available() cached, so that a
+// change that fails to drop it shows at the next check.
+func (m *Master) CheckAvailable() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	used := map[string]mesos.Resources{}
+	allocated := map[string]mesos.Resources{}
+	for _, t := range m.tasks {
+		if t.task.State.Terminal() {
+			continue
+		}
+		used[t.task.AgentID.Value] = append(used[t.task.AgentID.Value], t.task.Resources...)
+		if t.task.State != mesos.TaskUnreachable {
+			allocated[t.task.FrameworkID.Value] = append(allocated[t.task.FrameworkID.Value], t.task.Resources...)
+		}
+	}
+	ids := make([]string, 0, len(m.agents))
+	for id := range m.agents {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		a := m.agents[id]
+		fresh := a.total.Minus(a.used).Minus(a.offered)
+		if a.availOK && !reflect.DeepEqual(a.avail, fresh) {
+			return fmt.Errorf("agent %s: cached available %q, afresh %q", id, a.avail.String(), fresh.String())
+		}
+		if got := a.available(); !reflect.DeepEqual(got, fresh) {
+			return fmt.Errorf("agent %s: available %q, afresh %q", id, got.String(), fresh.String())
+		}
+		if got, want := a.used.Normalize().String(), used[id].Normalize().String(); got != want {
+			return fmt.Errorf("agent %s: used %q, its live tasks hold %q", id, got, want)
+		}
+	}
+	for id, f := range m.frameworks {
+		if got, want := scalars(f.allocated).String(), scalars(allocated[id]).String(); got != want {
+			return fmt.Errorf("framework %s: allocated %q, its live tasks hold %q", id, got, want)
+		}
+	}
+	return nil
+}
+
+// scalars is the normalised scalar part of rs. (A framework's allocated
+// resources are a set: the same ports of two agents count once, and
+// leave with either, so its ranges are no sum of its tasks'.)
+func scalars(rs mesos.Resources) mesos.Resources {
+	var out mesos.Resources
+	for _, r := range rs {
+		if r.Type != mesos.TypeRanges {
+			out = append(out, r)
+		}
+	}
+	return out.Normalize()
+}

@@ -146,6 +146,9 @@ func TestHeldTotals(t *testing.T) {
 		if err := m.CheckHeld(); err != nil {
 			t.Fatalf("%s: %v", step, err)
 		}
+		if err := m.CheckAvailable(); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
 	}
 	// held is the cpus, mem and ports framework fid's tasks hold under role.
 	held := func(step, fid, role string, cpus, mem float64, ports string) {

@@ -120,14 +120,20 @@ type Master struct {
 type agentRec struct {
 	// recovered is set for an agent loaded from the registry at start that
 	// has not re-registered yet: its tasks are unknown, not gone.
-	recovered  bool
-	info       mesos.AgentInfo
-	ip         string
-	pid        string
-	version    string
-	total      mesos.Resources
-	used       mesos.Resources // by tasks
-	offered    mesos.Resources
+	recovered bool
+	info      mesos.AgentInfo
+	ip        string
+	pid       string
+	version   string
+	// total, used (by the agent's live tasks) and offered change only
+	// through setTotal, setUsed and setOffered, which drop the cached
+	// available().
+	total   mesos.Resources
+	used    mesos.Resources
+	offered mesos.Resources
+	// avail is total - used - offered, current while availOK.
+	avail      mesos.Resources
+	availOK    bool
 	conn       *conn
 	streamID   string
 	registered time.Time
@@ -135,7 +141,26 @@ type agentRec struct {
 	missedPings int
 }
 
-func (a *agentRec) available() mesos.Resources { return a.total.Minus(a.used).Minus(a.offered) }
+// available is what neither tasks nor offers hold of the agent: total -
+// used - offered, computed again only after one of them changed (every
+// allocation cycle asks for it of every agent). The result is shared:
+// callers must not change it in place. Caller holds mu.
+func (a *agentRec) available() mesos.Resources {
+	if !a.availOK {
+		a.avail, a.availOK = a.total.Minus(a.used).Minus(a.offered), true
+	}
+	return a.avail
+}
+
+// setTotal sets the agent's resources. Caller holds mu.
+func (a *agentRec) setTotal(rs mesos.Resources) { a.total, a.availOK = rs, false }
+
+// setUsed sets what the agent's live tasks use. Caller holds mu.
+func (a *agentRec) setUsed(rs mesos.Resources) { a.used, a.availOK = rs, false }
+
+// setOffered sets what outstanding offers hold of the agent. Caller
+// holds mu.
+func (a *agentRec) setOffered(rs mesos.Resources) { a.offered, a.availOK = rs, false }
 
 type fwRec struct {
 	info       mesos.FrameworkInfo

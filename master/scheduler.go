@@ -410,7 +410,7 @@ func (m *Master) reserveOp(f *fwRec, a *agentRec, role string, pool mesos.Resour
 			}
 		}
 	}
-	a.total = total.Normalize()
+	a.setTotal(total.Normalize())
 	m.log.Info("offer operation applied", "operation", op.Type, "agent_id", a.info.ID.Val(), "resources", res.String())
 	m.persistReservations(a)
 	return next, nil
@@ -442,7 +442,7 @@ func (m *Master) launch(f *fwRec, a *agentRec, role string, ti mesos.TaskInfo) {
 		Container: ti.Container, HealthCheck: ti.HealthCheck, KillPolicy: ti.KillPolicy, User: f.info.User,
 	}, unacked: map[string]mesos.TaskStatus{}}
 	m.putTask(t)
-	a.used = a.used.Plus(ti.Resources)
+	a.setUsed(a.used.Plus(ti.Resources))
 	f.allocated = f.allocated.Plus(ti.Resources)
 	m.metrics.launched.Inc()
 	m.opBroadcast(mesos.OperatorEvent{Type: mesos.OpEventTaskAdded, TaskAdded: &mesos.TaskAdded{Task: t.task}})
