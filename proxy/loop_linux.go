@@ -31,6 +31,10 @@ import (
 // again to be told EAGAIN. Every other request, and the rest of its
 // connection, goes to the fasthttp server unchanged (handoff).
 
+// DefaultHTTPEngine is the engine of a Config that names none: the loop
+// where it exists.
+const DefaultHTTPEngine = "loop"
+
 // Limits of the loop engine.
 const (
 	loopReadBuffer  = maxHeaderBytes + 4<<10 // as the fasthttp server's ReadBufferSize

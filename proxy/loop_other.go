@@ -10,6 +10,10 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// DefaultHTTPEngine is the engine of a Config that names none: fasthttp,
+// as the loop needs Linux.
+const DefaultHTTPEngine = "fasthttp"
+
 // errNoLoop is the loop HTTP engine asked for where it does not exist.
 var errNoLoop = errors.New("proxy: the loop HTTP engine needs Linux (epoll); use the fasthttp engine")
 

@@ -25,9 +25,10 @@ import (
 type Config struct {
 	// HTTPAddr is the virtual-host listener ("" = none).
 	HTTPAddr string
-	// HTTPEngine serves HTTPAddr: "fasthttp" (or "") or "loop", an epoll
-	// loop for the common request that hands every other one, and the rest
-	// of its connection, to the fasthttp path (Linux only).
+	// HTTPEngine serves HTTPAddr: "loop", an epoll loop for the common
+	// request that hands every other one, and the rest of its connection,
+	// to the fasthttp path (Linux only), or "fasthttp" for every request.
+	// "" is DefaultHTTPEngine.
 	HTTPEngine string
 	// HTTPSAddr is the TLS virtual-host listener ("" = none). It routes by
 	// the same table as HTTPAddr and picks its certificate by SNI.
@@ -111,7 +112,10 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.ServiceBind == "" {
 		cfg.ServiceBind = "0.0.0.0"
 	}
-	if cfg.HTTPEngine != "" && cfg.HTTPEngine != "fasthttp" && cfg.HTTPEngine != "loop" {
+	if cfg.HTTPEngine == "" {
+		cfg.HTTPEngine = DefaultHTTPEngine
+	}
+	if cfg.HTTPEngine != "fasthttp" && cfg.HTTPEngine != "loop" {
 		return nil, fmt.Errorf("proxy: config: HTTPEngine %q is neither fasthttp nor loop", cfg.HTTPEngine)
 	}
 	if net.ParseIP(cfg.ServiceBind) == nil {

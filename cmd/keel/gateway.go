@@ -49,7 +49,7 @@ func (f *gatewayFlags) register(fs *flag.FlagSet, loopback bool) {
 	fs.StringVar(&f.dnsAddr, "dns_addr", dnsAddr, "DNS listen address (UDP and TCP)")
 	fs.StringVar(&f.httpAddr, "http_addr", httpAddr, "HTTP virtual-host proxy listen address")
 	f.httpsDefault = httpsAddr
-	fs.StringVar(&f.httpEngine, "http_engine", "fasthttp", `what serves --http_addr: "fasthttp", or "loop" (experimental, Linux): an epoll loop that reads only after readiness for plain requests and hands the others to fasthttp`)
+	fs.StringVar(&f.httpEngine, "http_engine", proxy.DefaultHTTPEngine, `what serves --http_addr: "loop" (Linux): an epoll loop that reads only after readiness, for plain requests, handing the others to fasthttp; or "fasthttp" for every request`)
 	fs.StringVar(&f.httpsAddr, "https_addr", httpsAddr, `HTTPS virtual-host proxy listen address, certificate picked by SNI ("" = none)`)
 	fs.StringVar(&f.sslCertsDir, "ssl_certs_dir", "", "directory of HTTPS certificates: every *.pem holds a certificate chain and its key; default.pem is served when no name matches (watched for changes)")
 	fs.StringVar(&f.adminAddr, "admin_addr", adminAddr, "admin address: /metrics, DNS HTTP API (/v1/hosts, ...), routes (/v1/routes), backend health (/v1/backends)")

@@ -44,6 +44,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/keelhq/keel/proxy"
 )
 
 func main() {
@@ -62,7 +64,7 @@ func main() {
 	size := fs.Int("size", 12, "response body bytes (run --case keepalive, backend)")
 	streams := fs.Int("streams", 4, "concurrent streams of tcpbulk (run)")
 	vhostStyle := fs.String("haproxy_vhosts", "map", "how HAProxy routes vhosts10k: map (a host map) or acl (marathon-lb's ACL per host)")
-	engine := fs.String("engine", "fasthttp", "Keel's HTTP engine: fasthttp or loop (run, keel)")
+	engine := fs.String("engine", proxy.DefaultHTTPEngine, "Keel's HTTP engine: loop or fasthttp (run, keel)")
 	keep := fs.Bool("keep", false, "keep each case's files (HAProxy config, certificate, wrk script) to rerun it (run)")
 	// children
 	proto := fs.String("proto", "http", "http, bulk or conn (backend)")
