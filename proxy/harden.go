@@ -87,13 +87,13 @@ func checkHeaders(raw []byte) (int, string) {
 				return 400, rejectBadValue
 			}
 		}
-		value = bytes.Trim(value, " \t")
+		value = trimOWS(value)
 		switch {
 		case len(name) == len("Content-Length") && bytes.EqualFold(name, []byte("Content-Length")):
 			// A list ("5, 5") or repeated header is only acceptable when
 			// every member is the same number (RFC 9110 8.6).
 			for v := range bytes.SplitSeq(value, []byte{','}) {
-				v = bytes.Trim(v, " \t")
+				v = trimOWS(v)
 				if !digits(v) {
 					return 400, rejectBadCL
 				}

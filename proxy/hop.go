@@ -139,7 +139,7 @@ func cleanResponse(h *fasthttp.ResponseHeader) {
 func namesMore(conn *nameList) bool {
 	for i := range conn.len() {
 		for item := range bytes.SplitSeq(conn.at(i), []byte{','}) {
-			item = bytes.Trim(item, " \t")
+			item = trimOWS(item)
 			if len(item) > 0 && !equalFold(item, "close") && !equalFold(item, "keep-alive") {
 				return true
 			}
@@ -178,7 +178,7 @@ func eachHeader(raw []byte, fn func(name, value []byte)) {
 			return
 		}
 		if colon := bytes.IndexByte(line, ':'); colon > 0 {
-			fn(line[:colon], bytes.Trim(line[colon+1:], " \t"))
+			fn(line[:colon], trimOWS(line[colon+1:]))
 		}
 	}
 }
@@ -207,4 +207,17 @@ func equalFold(b []byte, lower string) bool {
 		}
 	}
 	return true
+}
+
+// trimOWS strips optional whitespace (spaces and tabs, RFC 9110 5.6.3)
+// from both ends of b: bytes.Trim with a cutset builds its set on every
+// call, on the path of every header of every request.
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }

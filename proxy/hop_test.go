@@ -183,3 +183,11 @@ func TestLowercaseFraming(t *testing.T) {
 		}
 	}
 }
+
+func TestTrimOWS(t *testing.T) {
+	for in, want := range map[string]string{"": "", " \t ": "", "a": "a", " a b\t": "a b", "\ta\t\t": "a", "a\r": "a\r"} {
+		if got := string(trimOWS([]byte(in))); got != want {
+			t.Errorf("trimOWS(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

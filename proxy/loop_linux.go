@@ -71,6 +71,7 @@ type lclient struct {
 	readable bool
 	writable bool
 	hup      bool // the peer closed: a short read is no sign of a drained socket
+	closed   bool // out of the loop: closed, or handed to the fasthttp server
 	deadline time.Time
 	out      []byte // response head (and a first piece of body) for the client
 	pend     []byte // bytes still to write to the client
@@ -405,7 +406,7 @@ func (l *loop) event(ev unix.EpollEvent) {
 // step moves a client connection and its request forward until it has to
 // wait for an event.
 func (l *loop) step(c *lclient) {
-	for l.clients[c.fd] == c {
+	for !c.closed {
 		rq := &c.rq
 		if len(c.pend) > 0 {
 			if !c.writable {
@@ -1048,7 +1049,7 @@ func (l *loop) responseHead(c *lclient, head []byte) (int, bool) {
 			bad = true
 			break
 		}
-		name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
+		name, value := line[:colon], trimOWS(line[colon+1:])
 		for _, ch := range name {
 			if !tchar[ch] {
 				bad = true
@@ -1074,7 +1075,7 @@ func (l *loop) responseHead(c *lclient, head []byte) (int, bool) {
 			}
 			te = true
 			if i := bytes.LastIndexByte(value, ','); i >= 0 {
-				value = bytes.Trim(value[i+1:], " \t")
+				value = trimOWS(value[i+1:])
 			}
 			if !bytes.EqualFold(value, []byte("chunked")) {
 				rq.frame = frameClose // not a framing the loop can follow
@@ -1414,6 +1415,7 @@ func (l *loop) closeBackend(be *lbackend) {
 
 func (l *loop) closeClient(c *lclient) {
 	if l.clients[c.fd] == c {
+		c.closed = true
 		delete(l.clients, c.fd)
 		unix.Close(c.fd)
 		// Nothing reads a client's buffer once it is out of the clients
@@ -1443,6 +1445,7 @@ func (l *loop) handoff(c *lclient) {
 	if l.clients[c.fd] != c {
 		return
 	}
+	c.closed = true
 	delete(l.clients, c.fd)
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
 	f := os.NewFile(uintptr(c.fd), "client")
