@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The loop's hot-path system calls (epoll_wait, read, write) are raw
-// calls: the Go scheduler does not see them, so the loop's goroutine is
+// The loop's hot-path system calls (epoll_wait, read, write, accept4,
+// splice) are raw calls: the Go scheduler does not see them, so the loop's goroutine is
 // simply running while it waits in the kernel. Through the ordinary
 // wrappers each call enters the syscall state, and the runtime's monitor
 // takes the P away from any call it sees last a tick (a wait, or a write
@@ -23,7 +23,9 @@ import (
 // Ps they had. A signal ends the wait with EINTR (the scheduler's
 // preemption signal included), and the loop then yields (runtime.Gosched),
 // so a stop-the-world still reaches it at once. Every descriptor the loop
-// owns is non-blocking, so no other raw call blocks.
+// owns is non-blocking, so no other raw call blocks. An idle loop waits
+// through the ordinary call instead (loop.wait), leaving its P to the
+// runtime.
 
 // rawEpollWait is epoll_pwait(2) with no signal mask, as a raw call.
 func rawEpollWait(epfd int, events []unix.EpollEvent, msec int) (int, unix.Errno) {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -64,6 +65,18 @@ func (p *Proxy) idleTimeout() time.Duration {
 	return p.cfg.TCPIdleTimeout
 }
 
+// tcpKeepAlive is the TCP keep-alive period of service port connections,
+// both sides: none while the idle timeout watches them (it closes a dead
+// peer's connection as an idle one, and keep-alive would cost eight
+// setsockopt calls a connection, as HAProxy does without by default); Go's
+// default when the idle timeout is off.
+func (p *Proxy) tcpKeepAlive() time.Duration {
+	if p.idleTimeout() > 0 {
+		return -1
+	}
+	return 0
+}
+
 // track adds (or with add false, removes) live connections, so shutdown
 // can cut what does not drain in time.
 func (p *Proxy) track(add bool, cs ...net.Conn) {
@@ -98,7 +111,7 @@ func (p *Proxy) reconcileListeners(t *Table) {
 		if _, ok := p.listeners[key]; ok {
 			continue
 		}
-		ln, err := net.Listen("tcp", key)
+		ln, err := (&net.ListenConfig{KeepAlive: p.tcpKeepAlive()}).Listen(context.Background(), "tcp", key)
 		if err != nil {
 			p.metrics.listenErrors.Inc()
 			p.log.Error("cannot open service port", "listen", key, "app", r.App, "err", err)
@@ -175,7 +188,7 @@ dial:
 				continue
 			}
 			tried++
-			if be, err = net.DialTimeout("tcp", b.Addr, connectTimeout); err == nil {
+			if be, err = (&net.Dialer{Timeout: connectTimeout, KeepAlive: p.tcpKeepAlive()}).Dial("tcp", b.Addr); err == nil {
 				b.client.health.success()
 				b.client.inflight.Add(1)
 				defer b.client.inflight.Add(-1)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 )
 
 // lineEcho is a TCP backend that answers every line at once and keeps the
@@ -253,5 +254,47 @@ func TestTCPMetrics(t *testing.T) {
 	p.Update(snap(4))
 	if n := seriesOf(t, reg, "keel_proxy_tcp_active_connections", nil) + seriesOf(t, reg, "keel_proxy_tcp_connections_total", nil); n != 0 {
 		t.Fatalf("%d TCP series left with no app", n)
+	}
+}
+
+// TestTCPKeepAlive: with the idle timeout on, service port connections
+// (both the client's and the backend's side) carry no TCP keep-alive, the
+// idle timeout already closing a dead peer's; with it off they keep Go's.
+func TestTCPKeepAlive(t *testing.T) {
+	t.Run("idle timeout", func(t *testing.T) { checkKeepAlive(t, time.Hour, 0) })
+	t.Run("no idle timeout", func(t *testing.T) { checkKeepAlive(t, -1, 1) })
+}
+
+// checkKeepAlive checks SO_KEEPALIVE on both sockets of a service port
+// connection of a proxy with the TCP idle timeout idle.
+func checkKeepAlive(t *testing.T, idle time.Duration, want int) {
+	p, _, _ := startWith(t, func(c *Config) { c.TCPIdleTimeout = idle })
+	be, sp := lineEcho(t), freePort(t)
+	p.Update(snap(1, task("/db", "db.1", "127.0.0.1", []uint32{be}, []uint32{sp}, nil)))
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", sp))
+	c := dialLine(t, sp)
+	if out, err := c.roundTrip("hello"); err != nil || out != "echo:hello\n" {
+		t.Fatalf("%q %v", out, err)
+	}
+	p.activeMu.Lock()
+	var conns []net.Conn
+	for c := range p.active {
+		conns = append(conns, c)
+	}
+	p.activeMu.Unlock()
+	if len(conns) != 2 {
+		t.Fatalf("%d connections tracked, want the client's and the backend's", len(conns))
+	}
+	for _, c := range conns {
+		raw, err := c.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ka int
+		var serr error
+		raw.Control(func(fd uintptr) { ka, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE) })
+		if serr != nil || ka != want {
+			t.Errorf("%v -> %v: SO_KEEPALIVE %d (%v), want %d", c.LocalAddr(), c.RemoteAddr(), ka, serr, want)
+		}
 	}
 }
