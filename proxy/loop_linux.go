@@ -45,7 +45,7 @@ const (
 	loopHeadTimeout = responseTimeout      // a request head must arrive within this
 	loopClientIdle  = 2 * time.Minute      // between requests, as the server's IdleTimeout
 	loopMaxIdle     = 1024                 // pooled idle connections per backend address
-	loopFreeBufs    = 256                  // read buffers of closed clients kept for new ones
+	loopFreeBufs    = 256                  // closed clients' buffers kept for new ones
 	loopSpliceMin   = 64 << 10             // a Content-Length body left at least this long is spliced
 	loopPipeSize    = 1 << 20              // capacity asked for a splice pipe
 	loopFreePipes   = 16                   // empty splice pipes kept for the next bodies
@@ -152,7 +152,7 @@ type loop struct {
 	draining  bool
 	drainEnd  time.Time
 	scratch   [256]byte
-	freeBufs  [][]byte     // read buffers of closed clients, for the next ones
+	freeBufs  []clientBufs // buffers of closed clients, for the next ones
 	pipes     []*lpipe     // empty splice pipes, for the next bodies
 	handoffs  atomic.Int64 // connections given to the fasthttp server, for tests and debugging
 	spliced   atomic.Int64 // response bodies spliced, for tests and debugging
@@ -345,7 +345,9 @@ func (l *loop) accept() {
 			}
 			return
 		}
-		c := &lclient{fd: fd, gen: l.nextGen(), ip: net.IP(ip), buf: l.readBuffer(), deadline: l.now.Add(loopClientIdle)}
+		bufs := l.clientBuffers()
+		c := &lclient{fd: fd, gen: l.nextGen(), ip: net.IP(ip), buf: bufs.buf, out: bufs.out, deadline: l.now.Add(loopClientIdle)}
+		c.rq.fwd = bufs.fwd
 		if ip, ok := netip.AddrFromSlice(c.ip); ok {
 			c.ipText = ip.Unmap().AppendTo(nil)
 		}
@@ -1418,25 +1420,29 @@ func (l *loop) closeClient(c *lclient) {
 		c.closed = true
 		delete(l.clients, c.fd)
 		unix.Close(c.fd)
-		// Nothing reads a client's buffer once it is out of the clients
-		// map (step looks there first), so the next client may have it:
-		// a new connection per request then costs no 20 KiB allocation.
+		// Nothing uses a closed client's buffers (step stops at closed),
+		// so the next client may have them: a new connection per request
+		// then costs no 20 KiB read buffer, and no growing of the others.
 		if len(l.freeBufs) < loopFreeBufs {
-			l.freeBufs = append(l.freeBufs, c.buf)
+			l.freeBufs = append(l.freeBufs, clientBufs{buf: c.buf, fwd: c.rq.fwd[:0], out: c.out[:0]})
 		}
 	}
 }
 
-// readBuffer returns a client read buffer, a closed client's if there is
-// one. Its old bytes are never read: c.n says what is valid.
-func (l *loop) readBuffer() []byte {
+// clientBufs are the buffers of a client connection: what it sent (buf),
+// the request as forwarded (fwd) and the response head (out).
+type clientBufs struct{ buf, fwd, out []byte }
+
+// clientBuffers returns a new client's buffers, a closed client's if there
+// are some. Their old bytes are never read: lengths say what is valid.
+func (l *loop) clientBuffers() clientBufs {
 	if n := len(l.freeBufs); n > 0 {
 		b := l.freeBufs[n-1]
-		l.freeBufs[n-1] = nil
+		l.freeBufs[n-1] = clientBufs{}
 		l.freeBufs = l.freeBufs[:n-1]
 		return b
 	}
-	return make([]byte, loopReadBuffer)
+	return clientBufs{buf: make([]byte, loopReadBuffer)}
 }
 
 // handoff gives the client connection, and what it sent that the loop
