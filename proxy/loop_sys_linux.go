@@ -37,26 +37,17 @@ func rawEpollWait(epfd int, events []unix.EpollEvent, msec int) (int, unix.Errno
 	return int(n), 0
 }
 
-// rawRead is read(2) of b on fd as a raw call, retried when a signal
-// interrupts it; b is not empty.
-func rawRead(fd int, b []byte) (int, error) {
-	for {
-		n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-		switch errno {
-		case 0:
-			return int(n), nil
-		case unix.EINTR:
-			continue
-		}
-		return 0, errno
-	}
-}
+// rawRead is read(2) of b on fd as a raw call; b is not empty.
+func rawRead(fd int, b []byte) (int, error) { return rawIO(unix.SYS_READ, fd, b) }
 
-// rawWrite is write(2) of b on fd as a raw call, retried when a signal
-// interrupts it; b is not empty.
-func rawWrite(fd int, b []byte) (int, error) {
+// rawWrite is write(2) of b on fd as a raw call; b is not empty.
+func rawWrite(fd int, b []byte) (int, error) { return rawIO(unix.SYS_WRITE, fd, b) }
+
+// rawIO is read(2) or write(2) (trap) of b on fd as a raw call, retried
+// when a signal interrupts it.
+func rawIO(trap uintptr, fd int, b []byte) (int, error) {
 	for {
-		n, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		n, _, errno := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 		switch errno {
 		case 0:
 			return int(n), nil

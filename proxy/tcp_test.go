@@ -276,14 +276,21 @@ func checkKeepAlive(t *testing.T, idle time.Duration, want int) {
 	if out, err := c.roundTrip("hello"); err != nil || out != "echo:hello\n" {
 		t.Fatalf("%q %v", out, err)
 	}
-	p.activeMu.Lock()
+	// The pair of waitListening's probe may still be winding down.
 	var conns []net.Conn
-	for c := range p.active {
-		conns = append(conns, c)
-	}
-	p.activeMu.Unlock()
-	if len(conns) != 2 {
-		t.Fatalf("%d connections tracked, want the client's and the backend's", len(conns))
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		p.activeMu.Lock()
+		conns = conns[:0]
+		for c := range p.active {
+			conns = append(conns, c)
+		}
+		p.activeMu.Unlock()
+		if len(conns) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections tracked, want the client's and the backend's", len(conns))
+		}
 	}
 	for _, c := range conns {
 		raw, err := c.(*net.TCPConn).SyscallConn()
