@@ -1219,6 +1219,13 @@ func (l *loop) backendError(c *lclient) {
 // connFailed: the connection to the backend could not be made (error or
 // timeout). The request never reached it, so the next backend may take it.
 func (l *loop) connFailed(c *lclient) {
+	l.failAttempt(c)
+	l.attempt(c)
+}
+
+// failAttempt closes the request's backend connection, if it has one, and
+// counts the attempt as the backend's failure.
+func (l *loop) failAttempt(c *lclient) {
 	rq := &c.rq
 	if be := rq.be; be != nil {
 		rq.be = nil
@@ -1226,7 +1233,6 @@ func (l *loop) connFailed(c *lclient) {
 	}
 	l.attemptDone(c, false)
 	l.backendError(c)
-	l.attempt(c)
 }
 
 // ioFailed: the backend connection broke while the request was on it.
@@ -1267,14 +1273,8 @@ func (l *loop) ioFailed(c *lclient, timeout bool) {
 // badResponse answers 502 for a response the loop cannot read, and closes
 // both connections.
 func (l *loop) badResponse(c *lclient) {
-	rq := &c.rq
-	if be := rq.be; be != nil {
-		rq.be = nil
-		l.closeBackend(be)
-	}
-	l.attemptDone(c, false)
-	l.backendError(c)
-	rq.clientClose = true
+	l.failAttempt(c)
+	c.rq.clientClose = true
 	l.answer(c, fasthttp.StatusBadGateway)
 }
 
