@@ -5,15 +5,12 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -132,81 +129,45 @@ type lbackend struct {
 }
 
 type loop struct {
-	p         *Proxy
-	srv       *fasthttp.Server
-	lfd       int
-	epfd      int
-	wakefd    int
-	tickfd    int // a timerfd: the sweep's clock
-	events    []unix.EpollEvent
-	gen       int32
-	clients   map[int]*lclient
-	backends  map[int]*lbackend
-	idle      map[string][]*lbackend
-	addrs     map[string]unix.Sockaddr // nil value: not an IP literal
-	open      map[string]int           // backend connections by address, in use or idle
-	literals  map[*Route]bool          // of literalOf's routes: all backends are IP literals
-	literalOf *Table
-	now       time.Time
-	swept     time.Time
-	draining  bool
-	drainEnd  time.Time
-	scratch   [256]byte
-	freeBufs  []clientBufs // buffers of closed clients, for the next ones
-	pipes     []*lpipe     // empty splice pipes, for the next bodies
-	handoffs  atomic.Int64 // connections given to the fasthttp server, for tests and debugging
-	spliced   atomic.Int64 // response bodies spliced, for tests and debugging
+	poller
+	addrCache
+	p        *Proxy
+	srv      *fasthttp.Server
+	lfd      int
+	clients  map[int]*lclient
+	backends map[int]*lbackend
+	idle     map[string][]*lbackend
+	open     map[string]int // backend connections by address, in use or idle
+	swept    time.Time
+	draining bool
+	drainEnd time.Time
+	scratch  [256]byte
+	freeBufs []clientBufs // buffers of closed clients, for the next ones
+	pipes    []*lpipe     // empty splice pipes, for the next bodies
+	handoffs atomic.Int64 // connections given to the fasthttp server, for tests and debugging
+	spliced  atomic.Int64 // response bodies spliced, for tests and debugging
 }
 
 // newLoop takes over ln (it is closed, even on error; the loop keeps a
 // duplicate of its socket) and returns a loop that serves it, handing
 // what it does not take to fallback.
 func newLoop(p *Proxy, ln *net.TCPListener, fallback *fasthttp.Server) (_ *loop, err error) {
-	defer ln.Close()
-	l := &loop{p: p, srv: fallback, lfd: -1, epfd: -1, wakefd: -1, tickfd: -1, events: make([]unix.EpollEvent, loopEvents),
-		clients: map[int]*lclient{}, backends: map[int]*lbackend{}, idle: map[string][]*lbackend{}, addrs: map[string]unix.Sockaddr{}, literals: map[*Route]bool{}, open: map[string]int{}}
+	l := &loop{poller: noPoller, p: p, srv: fallback, lfd: -1,
+		clients: map[int]*lclient{}, backends: map[int]*lbackend{}, idle: map[string][]*lbackend{}, open: map[string]int{}}
 	defer func() {
 		if err != nil {
 			l.closeFDs()
+			err = fmt.Errorf("proxy: loop: %w", err)
 		}
 	}()
-	rc, err := ln.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("proxy: loop: %w", err)
+	if l.lfd, err = takeListener(ln); err != nil {
+		return nil, err
 	}
-	var derr error
-	if err := rc.Control(func(fd uintptr) { l.lfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, fmt.Errorf("proxy: loop: %w", err)
+	if err := l.poller.open(loopSweep); err != nil {
+		return nil, err
 	}
-	if derr != nil {
-		return nil, fmt.Errorf("proxy: loop: dup listener: %w", derr)
-	}
-	if err := unix.SetNonblock(l.lfd, true); err != nil {
-		return nil, fmt.Errorf("proxy: loop: %w", err)
-	}
-	// Accepted connections inherit TCP_NODELAY from the listener: set once
-	// here, it costs no system call per connection.
-	if err := unix.SetsockoptInt(l.lfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
-		return nil, fmt.Errorf("proxy: loop: TCP_NODELAY: %w", err)
-	}
-	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		return nil, fmt.Errorf("proxy: loop: epoll_create: %w", err)
-	}
-	if l.wakefd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
-		return nil, fmt.Errorf("proxy: loop: eventfd: %w", err)
-	}
-	if l.tickfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC); err != nil {
-		return nil, fmt.Errorf("proxy: loop: timerfd: %w", err)
-	}
-	tick := unix.NsecToTimespec(int64(loopSweep))
-	if err := unix.TimerfdSettime(l.tickfd, 0, &unix.ItimerSpec{Interval: tick, Value: tick}, nil); err != nil {
-		return nil, fmt.Errorf("proxy: loop: timerfd: %w", err)
-	}
-	for _, fd := range []int{l.lfd, l.wakefd, l.tickfd} {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			return nil, fmt.Errorf("proxy: loop: epoll_ctl: %w", err)
-		}
+	if err := l.add(l.lfd, 0, unix.EPOLLIN); err != nil {
+		return nil, err
 	}
 	return l, nil
 }
@@ -222,56 +183,26 @@ func newLoop(p *Proxy, ln *net.TCPListener, fallback *fasthttp.Server) (_ *loop,
 func (l *loop) run(ctx context.Context) error {
 	addLoopProc(1)
 	defer addLoopProc(-1)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		select {
-		case <-ctx.Done():
-			var one [8]byte
-			binary.NativeEndian.PutUint64(one[:], 1)
-			_, _ = unix.Write(l.wakefd, one[:])
-		case <-done:
-		}
-	})
+	stopWake := l.wakeOnDone(ctx)
 	defer func() {
-		close(done)
-		wg.Wait()
+		stopWake()
 		l.closeAll()
 	}()
-	l.now = time.Now()
 	l.swept = l.now
-	idle := false
 	for {
-		n, err := l.wait(idle)
-		switch {
-		case err == unix.EINTR:
-			// A signal, most likely the scheduler asking for the P (a
-			// garbage collection, or the loop ran a long while): yield.
-			runtime.Gosched()
-		case err != 0:
-			return fmt.Errorf("proxy: loop: epoll_wait: %w", err)
+		evs, woken, err := l.poll()
+		if err != nil {
+			return fmt.Errorf("proxy: loop: %w", err)
 		}
-		l.now = time.Now()
-		active := false // an event other than the sweep's tick
-		for _, ev := range l.events[:n] {
-			switch {
-			case ev.Pad == 0 && int(ev.Fd) == l.tickfd:
-				var buf [8]byte
-				_, _ = unix.Read(l.tickfd, buf[:])
-				continue
-			case ev.Pad == 0 && int(ev.Fd) == l.wakefd:
-				l.drain()
-			case ev.Pad == 0 && int(ev.Fd) == l.lfd:
+		if woken {
+			l.drain()
+		}
+		for _, ev := range evs {
+			if ev.Pad == 0 && int(ev.Fd) == l.lfd {
 				l.accept()
-			default:
+			} else {
 				l.event(ev)
 			}
-			active = true
-		}
-		if err == 0 {
-			// Idle after a wait that timed out or saw only the tick: the
-			// next one leaves the P to the runtime.
-			idle = !active
 		}
 		if l.now.Sub(l.swept) >= loopSweep {
 			l.swept = l.now
@@ -281,22 +212,6 @@ func (l *loop) run(ctx context.Context) error {
 			return nil
 		}
 	}
-}
-
-// wait returns the epoll set's ready events. A busy loop waits with a raw
-// call, holding its P, for up to loopSpin; once that passed without an
-// event (idle), it waits through the ordinary system call, so that the
-// runtime takes the P back and an idle gateway costs nothing: a P held
-// longer draws the scheduler's preemption signal every 10 ms.
-func (l *loop) wait(idle bool) (int, unix.Errno) {
-	if !idle {
-		return rawEpollWait(l.epfd, l.events, int(loopSpin/time.Millisecond))
-	}
-	n, err := unix.EpollWait(l.epfd, l.events, int(loopSweep/time.Millisecond))
-	if err != nil {
-		return 0, err.(unix.Errno)
-	}
-	return n, 0
 }
 
 // drain starts the shutdown: no more connections, idle ones closed.
@@ -325,14 +240,6 @@ func (l *loop) inFlight() bool {
 	return false
 }
 
-func (l *loop) nextGen() int32 {
-	l.gen++
-	if l.gen <= 0 {
-		l.gen = 1
-	}
-	return l.gen
-}
-
 func (l *loop) accept() {
 	for {
 		fd, ip, err := rawAccept(l.lfd)
@@ -351,8 +258,7 @@ func (l *loop) accept() {
 		if ip, ok := netip.AddrFromSlice(c.ip); ok {
 			c.ipText = ip.Unmap().AppendTo(nil)
 		}
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: c.gen}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		if err := l.add(fd, c.gen, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP); err != nil {
 			unix.Close(fd)
 			continue
 		}
@@ -679,50 +585,6 @@ func (l *loop) lowerHost(h []byte) []byte {
 	return out
 }
 
-// sockaddr is the socket address of an "ip:port" backend, nil for
-// anything else.
-// literal reports whether every backend of r, a route of table t, is an
-// IP address, the only kind the loop dials. The answer is kept per route
-// until the table changes: a route of 1000 backends would otherwise cost
-// 1000 lookups a request.
-func (l *loop) literal(t *Table, r *Route) bool {
-	if t != l.literalOf {
-		clear(l.literals)
-		l.literalOf = t
-	}
-	if ok, known := l.literals[r]; known {
-		return ok
-	}
-	ok := true
-	for i := range r.Backends {
-		if l.sockaddr(r.Backends[i].Addr) == nil {
-			ok = false
-			break
-		}
-	}
-	l.literals[r] = ok
-	return ok
-}
-
-func (l *loop) sockaddr(addr string) unix.Sockaddr {
-	if sa, ok := l.addrs[addr]; ok {
-		return sa
-	}
-	var sa unix.Sockaddr
-	if ap, err := netip.ParseAddrPort(addr); err == nil {
-		if a := ap.Addr(); a.Is4() || a.Is4In6() {
-			sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}
-		} else if a.Zone() == "" {
-			sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
-		}
-	}
-	if len(l.addrs) > 4096 {
-		clear(l.addrs)
-	}
-	l.addrs[addr] = sa
-	return sa
-}
-
 // attempt sends the request to the next backend to try, or answers 502
 // when none is left.
 func (l *loop) attempt(c *lclient) {
@@ -762,31 +624,19 @@ func (l *loop) attempt(c *lclient) {
 // dial opens a new connection to rq.b for c.
 func (l *loop) dial(c *lclient) bool {
 	rq := &c.rq
-	sa := l.sockaddr(rq.b.Addr)
-	family := unix.AF_INET
-	if _, ok := sa.(*unix.SockaddrInet6); ok {
-		family = unix.AF_INET6
-	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, connecting, err := connectNonblock(l.sockaddr(rq.b.Addr))
 	if err != nil {
 		return false
 	}
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	be := &lbackend{fd: fd, gen: l.nextGen(), addr: rq.b.Addr, buf: make([]byte, loopRespBuffer)}
-	err = unix.Connect(fd, sa)
-	if err != nil && err != unix.EINPROGRESS {
-		unix.Close(fd)
-		return false
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: be.gen}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := l.add(fd, be.gen, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP); err != nil {
 		unix.Close(fd)
 		return false
 	}
 	l.backends[fd] = be
 	l.open[be.addr]++
-	be.connecting = err != nil
-	be.writable = err == nil
+	be.connecting = connecting
+	be.writable = !connecting
 	l.use(c, be)
 	if be.connecting {
 		c.deadline = l.now.Add(connectTimeout)
@@ -1510,12 +1360,11 @@ func (l *loop) closeAll() {
 }
 
 func (l *loop) closeFDs() {
-	for _, fd := range []*int{&l.lfd, &l.epfd, &l.wakefd, &l.tickfd} {
-		if *fd >= 0 {
-			unix.Close(*fd)
-			*fd = -1
-		}
+	if l.lfd >= 0 {
+		unix.Close(l.lfd)
+		l.lfd = -1
 	}
+	l.poller.close()
 }
 
 // chunkState follows the chunked framing of a response body as it passes
