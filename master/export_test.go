@@ -170,3 +170,69 @@ func scalars(rs mesos.Resources) mesos.Resources {
 	}
 	return out.Normalize()
 }
+
+// CheckRolesAndCounts compares GET_ROLES and the task counts by state,
+// which read running totals, against a full recompute from m.tasks: the
+// roles as getRoles built them by adding up every non-terminal task, and
+// a count of every task by state. It returns the first difference.
+func (m *Master) CheckRolesAndCounts() error {
+	c := m.counts()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if got, want := m.getRoles(), m.recomputeRoles(); !reflect.DeepEqual(got, want) {
+		return fmt.Errorf("GET_ROLES from the running totals %+v, a recompute %+v", got.Roles, want.Roles)
+	}
+	want := map[mesos.TaskState]int{}
+	for _, t := range m.tasks {
+		want[t.task.State]++
+	}
+	if !reflect.DeepEqual(c.tasks, want) || !reflect.DeepEqual(m.byState, want) {
+		return fmt.Errorf("tasks by state: counts() %v, running count %v, a recompute %v", c.tasks, m.byState, want)
+	}
+	return nil
+}
+
+// recomputeRoles is getRoles as it was before the running totals: every
+// non-terminal task's resources added to its role's in turn. Caller
+// holds mu.
+func (m *Master) recomputeRoles() *mesos.GetRoles {
+	roles := map[string]*mesos.Role{}
+	role := func(name string) *mesos.Role {
+		r := roles[name]
+		if r == nil {
+			w := m.cfg.Weights[name]
+			if w <= 0 {
+				w = 1
+			}
+			r = &mesos.Role{Name: name, Weight: w}
+			roles[name] = r
+		}
+		return r
+	}
+	for name := range m.cfg.Weights {
+		role(name)
+	}
+	for id, f := range m.frameworks {
+		for _, name := range frameworkRoles(f.info) {
+			r := role(name)
+			r.Frameworks = append(r.Frameworks, mesos.ID{Value: id})
+		}
+	}
+	for _, t := range m.tasks {
+		if !t.task.State.Terminal() {
+			r := role(t.role)
+			r.Resources = r.Resources.Plus(t.task.Resources)
+		}
+	}
+	for name, q := range m.quota {
+		q := q
+		role(name).Quota = &q
+	}
+	out := &mesos.GetRoles{Roles: []mesos.Role{}}
+	for _, r := range roles {
+		sort.Slice(r.Frameworks, func(i, j int) bool { return r.Frameworks[i].Value < r.Frameworks[j].Value })
+		out.Roles = append(out.Roles, *r)
+	}
+	sort.Slice(out.Roles, func(i, j int) bool { return out.Roles[i].Name < out.Roles[j].Name })
+	return out
+}

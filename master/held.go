@@ -282,6 +282,7 @@ func (m *Master) putTask(t *taskRec) {
 		m.dropTask(old)
 	}
 	m.tasks[id] = t
+	m.byState[t.task.State]++
 	if !t.task.State.Terminal() {
 		m.held.add(t.task.FrameworkID.Value, t.role, t.task.Resources)
 	}
@@ -295,23 +296,43 @@ func (m *Master) dropTask(t *taskRec) {
 		return
 	}
 	delete(m.tasks, id)
+	m.countState(t.task.State, -1)
 	if !t.task.State.Terminal() {
 		m.held.remove(t.task.FrameworkID.Value, t.role, t.task.Resources)
 	}
 }
 
-// setTaskState changes the state of t, a task in m.tasks, keeping m.held
-// in step when it ends (or, were that ever to happen, comes back).
-// Caller holds mu.
+// setTaskState changes the state of t, a task in m.tasks, keeping
+// m.byState in step, and m.held when it ends (or, were that ever to
+// happen, comes back). Caller holds mu.
 func (m *Master) setTaskState(t *taskRec, s mesos.TaskState) {
-	was, now := t.task.State.Terminal(), s.Terminal()
+	old := t.task.State
+	was, now := old.Terminal(), s.Terminal()
 	t.task.State = s
-	if m.tasks[t.task.TaskID.Value] != t || was == now {
+	if m.tasks[t.task.TaskID.Value] != t {
+		return
+	}
+	if old != s {
+		m.countState(old, -1)
+		m.countState(s, +1)
+	}
+	if was == now {
 		return
 	}
 	if now {
 		m.held.remove(t.task.FrameworkID.Value, t.role, t.task.Resources)
 	} else {
 		m.held.add(t.task.FrameworkID.Value, t.role, t.task.Resources)
+	}
+}
+
+// countState adds d to the count of tasks in state s, dropping the entry
+// at zero so that a state no task is in reads as absent, as a count over
+// the tasks would have it. Caller holds mu.
+func (m *Master) countState(s mesos.TaskState, d int) {
+	if n := m.byState[s] + d; n > 0 {
+		m.byState[s] = n
+	} else {
+		delete(m.byState, s)
 	}
 }

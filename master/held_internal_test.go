@@ -1,6 +1,8 @@
 package master
 
 import (
+	"fmt"
+	"log/slog"
 	"math/rand"
 	"reflect"
 	"testing"
@@ -127,5 +129,75 @@ func TestFixed(t *testing.T) {
 	}
 	if f.float() != 0.5 {
 		t.Errorf("after wrapping around: %+v", f)
+	}
+}
+
+// GET_ROLES and the task counts by state, read from running totals, equal
+// a full recompute after every step of a random run of launches, state
+// changes (into and out of the terminal states, and of stale records no
+// longer in m.tasks), replacements and removals, over tasks of several
+// frameworks and roles, and once every task is gone.
+func TestRolesAndCountsLikeARecompute(t *testing.T) {
+	m := newTerm(Config{Weights: map[string]float64{"w": 2, "eng": 3}}, mesos.MasterInfo{}, nil, newMetrics(nil, nil), slog.Default())
+	m.quota["q"] = mesos.QuotaConfig{Role: "q"}
+	for i, info := range []mesos.FrameworkInfo{{}, {Role: "eng"}, {Roles: []string{"eng", "w", "x"}}} {
+		id := fmt.Sprintf("f%d", i)
+		info.ID = &mesos.ID{Value: id}
+		m.frameworks[id] = &fwRec{info: info}
+	}
+	states := []mesos.TaskState{mesos.TaskStaging, mesos.TaskStarting, mesos.TaskRunning, mesos.TaskKilling, mesos.TaskUnreachable,
+		mesos.TaskFinished, mesos.TaskFailed, mesos.TaskKilled, mesos.TaskLost, mesos.TaskGone}
+	roles := []string{"*", "eng", "w", "x", "y"}
+	rng := rand.New(rand.NewSource(2))
+	newTask := func(id string) *taskRec {
+		rs := mesos.Resources{mesos.ScalarResource("cpus", float64(rng.Intn(2000))/1000), mesos.ScalarResource("mem", float64(rng.Intn(64)))}
+		if rng.Intn(2) == 0 {
+			p := 31000 + uint64(rng.Intn(20))
+			rs = append(rs, mesos.RangesResource("ports", mesos.Range{Begin: p, End: p + uint64(rng.Intn(3))}))
+		}
+		if rng.Intn(10) == 0 {
+			rs = mesos.Resources{mesos.ScalarResource("disk", 0)} // holds nothing: its role is still listed
+		}
+		return &taskRec{role: roles[rng.Intn(len(roles))], task: mesos.Task{TaskID: mesos.ID{Value: id},
+			FrameworkID: mesos.ID{Value: fmt.Sprintf("f%d", rng.Intn(4))}, State: states[rng.Intn(len(states))], Resources: rs}}
+	}
+	var stale []*taskRec // records replaced or removed: state changes to them must count nowhere
+	check := func(step int) {
+		t.Helper()
+		if err := m.CheckRolesAndCounts(); err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+	}
+	for step := range 3000 {
+		id := fmt.Sprintf("t%d", rng.Intn(200))
+		m.mu.Lock()
+		old, op := m.tasks[id], rng.Intn(10)
+		switch {
+		case op < 4:
+			if old != nil {
+				stale = append(stale, old)
+			}
+			m.putTask(newTask(id))
+		case op < 8 && old != nil:
+			m.setTaskState(old, states[rng.Intn(len(states))])
+		case op < 9 && len(stale) > 0:
+			m.setTaskState(stale[rng.Intn(len(stale))], states[rng.Intn(len(states))])
+		case old != nil:
+			m.dropTask(old)
+			m.dropTask(old) // a second drop of the same record changes nothing
+			stale = append(stale, old)
+		}
+		m.mu.Unlock()
+		check(step)
+	}
+	m.mu.Lock()
+	for _, tr := range m.tasks {
+		m.dropTask(tr)
+	}
+	n, held := len(m.byState), len(m.held)
+	m.mu.Unlock()
+	check(-1)
+	if n != 0 || held != 0 {
+		t.Fatalf("no task left: %d states counted, %d frameworks held", n, held)
 	}
 }

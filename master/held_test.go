@@ -136,7 +136,8 @@ func launchOn(t *testing.T, ctx context.Context, s *scheduler, o mesos.Offer, ta
 // The running totals of what frameworks' tasks hold, which allocation
 // cycles read instead of walking every task, equal a full recompute from
 // the master's tasks (and, with the offers, what a cycle used to add up)
-// after every kind of change a task goes through.
+// after every kind of change a task goes through; so do GET_ROLES and the
+// task counts by state, which read running totals too.
 func TestHeldTotals(t *testing.T) {
 	m, url := startTerm(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -147,6 +148,9 @@ func TestHeldTotals(t *testing.T) {
 			t.Fatalf("%s: %v", step, err)
 		}
 		if err := m.CheckAvailable(); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if err := m.CheckRolesAndCounts(); err != nil {
 			t.Fatalf("%s: %v", step, err)
 		}
 	}

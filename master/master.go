@@ -105,8 +105,9 @@ type Master struct {
 	mu         sync.Mutex
 	agents     map[string]*agentRec
 	frameworks map[string]*fwRec
-	tasks      map[string]*taskRec // by task ID: add and remove with putTask and dropTask, change a State with setTaskState
-	held       holdings            // what the non-terminal tasks hold, by framework and role
+	tasks      map[string]*taskRec     // by task ID: add and remove with putTask and dropTask, change a State with setTaskState
+	held       holdings                // what the non-terminal tasks hold, by framework and role
+	byState    map[mesos.TaskState]int // how many tasks are in each state (none: absent), kept with tasks so a scrape walks none
 	offers     map[string]*offerRec
 	completed  []mesos.Task // ring of finished tasks, newest last
 	filters    map[filterKey]time.Time
@@ -256,6 +257,7 @@ func newTerm(cfg Config, info mesos.MasterInfo, store Store, mt *metrics, log *s
 		frameworks: map[string]*fwRec{},
 		tasks:      map[string]*taskRec{},
 		held:       holdings{},
+		byState:    map[mesos.TaskState]int{},
 		offers:     map[string]*offerRec{},
 		filters:    map[filterKey]time.Time{},
 		quota:      map[string]mesos.QuotaConfig{},

@@ -171,11 +171,18 @@ func (m *Master) getRoles() *mesos.GetRoles {
 			r.Frameworks = append(r.Frameworks, mesos.ID{Value: id})
 		}
 	}
-	for _, t := range m.tasks {
-		if !t.task.State.Terminal() {
-			r := role(t.role)
-			r.Resources = r.Resources.Plus(t.task.Resources)
+	// What the non-terminal tasks hold comes from the running totals by
+	// framework and role (no walk over every task): each role's entries
+	// of every framework, normalised once. A role with a live task is
+	// listed even when its tasks hold nothing, as a sum over them had it.
+	held := map[string]mesos.Resources{}
+	for _, roles := range m.held {
+		for name, hr := range roles {
+			held[name] = hr.appendTo(held[name])
 		}
+	}
+	for name, rs := range held {
+		role(name).Resources = rs.Normalize()
 	}
 	for name, q := range m.quota {
 		q := q
