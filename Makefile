@@ -14,9 +14,10 @@ build:
 # every test, end-to-end included, with the race detector.
 test: test-deps vet
 	$(GO) test -race -count=1 -timeout 15m ./...
-	# The proxy's whole suite once more with the other HTTP engine (the
-	# default is the epoll loop; fasthttp serves what it hands over).
-	KEEL_PROXY_ENGINE=fasthttp $(GO) test -race -count=1 ./proxy
+	# The proxy's whole suite once more with the other HTTP and TCP engines
+	# (the defaults are the epoll loops; fasthttp serves what the HTTP loop
+	# hands over, the goroutine path service ports of named hosts).
+	KEEL_PROXY_ENGINE=fasthttp KEEL_PROXY_TCP_ENGINE=go $(GO) test -race -count=1 ./proxy
 
 test-deps:
 	./scripts/test-deps.sh

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -143,7 +142,7 @@ type loop struct {
 	drainEnd time.Time
 	scratch  [256]byte
 	freeBufs []clientBufs // buffers of closed clients, for the next ones
-	pipes    []*lpipe     // empty splice pipes, for the next bodies
+	pipes    pipePool
 	handoffs atomic.Int64 // connections given to the fasthttp server, for tests and debugging
 	spliced  atomic.Int64 // response bodies spliced, for tests and debugging
 }
@@ -683,7 +682,7 @@ func (l *loop) stepBackend(c *lclient) bool {
 		return true
 	}
 	if rq.pipe == nil && rq.frame == frameLength && rq.remaining >= loopSpliceMin {
-		if rq.pipe = l.getPipe(); rq.pipe != nil {
+		if rq.pipe = l.pipes.get(l.p.log); rq.pipe != nil {
 			l.spliced.Add(1)
 		}
 	}
@@ -773,43 +772,13 @@ func (l *loop) splice(c *lclient) bool {
 	return progress
 }
 
-// getPipe returns an empty splice pipe, from the pool or new; nil when
-// the system has none to give (the body is then copied).
-func (l *loop) getPipe() *lpipe {
-	if n := len(l.pipes); n > 0 {
-		pp := l.pipes[n-1]
-		l.pipes[n-1] = nil
-		l.pipes = l.pipes[:n-1]
-		return pp
-	}
-	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		l.p.log.Debug("loop pipe", "err", err)
-		return nil
-	}
-	pp := &lpipe{r: fds[0], w: fds[1]}
-	// Refused (past the user's pipe quota), the default size serves.
-	_, _ = unix.FcntlInt(uintptr(pp.r), unix.F_SETPIPE_SZ, loopPipeSize)
-	if pp.cap, _ = unix.FcntlInt(uintptr(pp.r), unix.F_GETPIPE_SZ, 0); pp.cap <= 0 {
-		pp.cap = 64 << 10
-	}
-	return pp
-}
-
 // putPipe ends rq's use of its pipe: an empty one goes back to the pool,
 // one with bytes of a body that will never be sent is closed.
 func (l *loop) putPipe(rq *lrequest) {
-	pp := rq.pipe
-	if pp == nil {
-		return
+	if rq.pipe != nil {
+		l.pipes.put(rq.pipe, !l.draining)
+		rq.pipe = nil
 	}
-	rq.pipe = nil
-	if pp.n == 0 && len(l.pipes) < loopFreePipes && !l.draining {
-		l.pipes = append(l.pipes, pp)
-		return
-	}
-	unix.Close(pp.r)
-	unix.Close(pp.w)
 }
 
 // heads parses the response heads in be.buf: interim ones are forwarded,
@@ -1304,25 +1273,11 @@ func (l *loop) handoff(c *lclient) {
 	c.closed = true
 	delete(l.clients, c.fd)
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
-	f := os.NewFile(uintptr(c.fd), "client")
-	conn, err := net.FileConn(f) // a duplicate, in Go's poller
-	f.Close()
-	if err != nil {
-		l.p.log.Debug("loop handoff", "err", err)
-		return
+	pre := c.buf[:c.n] // the closed client's buffers are not reused
+	l.handoffs.Add(1)  // before the connection is served, for tests
+	if !l.p.adopt(c.fd, func(conn net.Conn) { _ = l.srv.ServeConn(&prefixConn{Conn: conn, pre: pre}) }) {
+		l.handoffs.Add(-1)
 	}
-	if !l.p.enter() {
-		conn.Close() // shutting down
-		return
-	}
-	l.p.track(true, conn)
-	l.handoffs.Add(1)
-	wrapped := &prefixConn{Conn: conn, pre: c.buf[:c.n]}
-	go func() {
-		defer l.p.conns.Done()
-		defer l.p.track(false, conn)
-		_ = l.srv.ServeConn(wrapped)
-	}()
 }
 
 // prefixConn reads the bytes the loop had already read before the
@@ -1351,11 +1306,7 @@ func (l *loop) closeAll() {
 		l.closeBackend(be)
 	}
 	clear(l.idle)
-	for _, pp := range l.pipes {
-		unix.Close(pp.r)
-		unix.Close(pp.w)
-	}
-	l.pipes = nil
+	l.pipes.close()
 	l.closeFDs()
 }
 

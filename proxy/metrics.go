@@ -20,6 +20,7 @@ type metrics struct {
 	udpBytes      *prometheus.CounterVec
 	listeners     prometheus.Gauge
 	listenErrors  prometheus.Counter
+	acceptErrors  prometheus.Counter
 	labelErrors   prometheus.Gauge
 	generation    prometheus.Gauge
 	ejections     prometheus.Counter
@@ -58,6 +59,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Payload bytes forwarded on UDP service ports: in from clients, out to them."}, l4dir),
 		listeners:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keel", Subsystem: "proxy", Name: "listeners", Help: "Open service port listeners."}),
 		listenErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keel", Subsystem: "proxy", Name: "listen_errors_total", Help: "Service ports that could not be opened."}),
+		acceptErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "keel", Subsystem: "proxy", Name: "accept_errors_total",
+			Help: "Connections a listener failed to accept, for a reason other than the client giving up first (such as running out of file descriptors)."}),
 		labelErrors: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keel", Subsystem: "proxy", Name: "label_errors",
 			Help: "Labels ignored as invalid in the current table, with static routes left out or a routes file refused."}),
 		generation: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "keel", Subsystem: "proxy", Name: "table_generation", Help: "Snapshot generation of the routing table."}),
@@ -77,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.backendErrors, m.noRoute, m.tcpConns, m.tcpActive, m.tcpBytes,
-			m.udpSessions, m.udpActive, m.udpDatagrams, m.udpBytes, m.listeners, m.listenErrors, m.labelErrors, m.generation,
+			m.udpSessions, m.udpActive, m.udpDatagrams, m.udpBytes, m.listeners, m.listenErrors, m.acceptErrors, m.labelErrors, m.generation,
 			m.ejections, m.rejected, m.certErrors, m.certificates, m.upgrades)
 	}
 	return m

@@ -100,8 +100,8 @@ func TestMetricNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fams) != 20 {
-		t.Errorf("%d metric families, want 20", len(fams))
+	if len(fams) != 21 {
+		t.Errorf("%d metric families, want 21", len(fams))
 	}
 	problems, err := promlint.NewWithMetricFamilies(fams).Lint()
 	if err != nil {

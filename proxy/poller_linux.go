@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"time"
 
@@ -258,4 +260,77 @@ func connectNonblock(sa unix.Sockaddr) (fd int, connecting bool, err error) {
 	}
 	unix.Close(fd)
 	return -1, false, err
+}
+
+// pipePool keeps empty splice pipes (at most loopFreePipes) for the next
+// bodies or bulk transfers.
+type pipePool struct{ free []*lpipe }
+
+// get returns an empty pipe, from the pool or new; nil when the system
+// has none to give (the bytes are then copied).
+func (pl *pipePool) get(log *slog.Logger) *lpipe {
+	if n := len(pl.free); n > 0 {
+		pp := pl.free[n-1]
+		pl.free[n-1] = nil
+		pl.free = pl.free[:n-1]
+		return pp
+	}
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		log.Debug("loop pipe", "err", err)
+		return nil
+	}
+	pp := &lpipe{r: fds[0], w: fds[1]}
+	// Refused (past the user's pipe quota), the default size serves.
+	_, _ = unix.FcntlInt(uintptr(pp.r), unix.F_SETPIPE_SZ, loopPipeSize)
+	if pp.cap, _ = unix.FcntlInt(uintptr(pp.r), unix.F_GETPIPE_SZ, 0); pp.cap <= 0 {
+		pp.cap = 64 << 10
+	}
+	return pp
+}
+
+// put gives pp back: an empty one is kept when keep is true and the pool
+// has room, one with bytes that will never be sent is closed (they would
+// be the next user's first bytes).
+func (pl *pipePool) put(pp *lpipe, keep bool) {
+	if keep && pp.n == 0 && len(pl.free) < loopFreePipes {
+		pl.free = append(pl.free, pp)
+		return
+	}
+	unix.Close(pp.r)
+	unix.Close(pp.w)
+}
+
+// close closes the pooled pipes.
+func (pl *pipePool) close() {
+	for _, pp := range pl.free {
+		unix.Close(pp.r)
+		unix.Close(pp.w)
+	}
+	pl.free = nil
+}
+
+// adopt moves the socket fd (closed here) into Go's poller and serves it
+// with serve on a goroutine of its own, counted in p.conns and tracked
+// for shutdown; false when the proxy is shutting down or the socket
+// could not be moved.
+func (p *Proxy) adopt(fd int, serve func(net.Conn)) bool {
+	f := os.NewFile(uintptr(fd), "adopted")
+	conn, err := net.FileConn(f) // a duplicate
+	f.Close()
+	if err != nil {
+		p.log.Debug("loop handoff", "err", err)
+		return false
+	}
+	if !p.enter() {
+		conn.Close() // shutting down
+		return false
+	}
+	p.track(true, conn)
+	go func() {
+		defer p.conns.Done()
+		defer p.track(false, conn)
+		serve(conn)
+	}()
+	return true
 }

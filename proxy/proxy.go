@@ -40,6 +40,10 @@ type Config struct {
 	// bundle of certificate chain and private key; default.pem (else the
 	// first by name) is served to clients whose SNI matches nothing.
 	SSLCertsDir string
+	// TCPEngine serves the TCP service ports: "loop", one epoll loop for
+	// all of them (Linux only), or "go", a goroutine per connection with
+	// io.Copy. "" is DefaultTCPEngine.
+	TCPEngine string
 	// ServiceBind is the default IP of service port listeners.
 	ServiceBind string
 	// Group is the marathon-lb group served (default "external", "*" all).
@@ -85,6 +89,7 @@ type Proxy struct {
 	clients   map[string]*backendClient
 	apps      map[string]*appMetrics // by app, for as long as the proxy runs, like the series
 	listeners map[string]*tcpListener
+	tloop     *tloop // serves the TCP service ports (TCPEngine "loop"), from the first one on
 	closed    bool
 	conns     sync.WaitGroup // accept loops, TCP connections, upgraded tunnels
 	httpPort  string
@@ -117,6 +122,15 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if cfg.HTTPEngine != "fasthttp" && cfg.HTTPEngine != "loop" {
 		return nil, fmt.Errorf("proxy: config: HTTPEngine %q is neither fasthttp nor loop", cfg.HTTPEngine)
+	}
+	if cfg.TCPEngine == "" {
+		cfg.TCPEngine = DefaultTCPEngine
+	}
+	if cfg.TCPEngine != "go" && cfg.TCPEngine != "loop" {
+		return nil, fmt.Errorf("proxy: config: TCPEngine %q is neither go nor loop", cfg.TCPEngine)
+	}
+	if cfg.TCPEngine == "loop" && DefaultTCPEngine != "loop" {
+		return nil, fmt.Errorf("proxy: config: the loop TCP engine needs Linux (epoll); use the go engine")
 	}
 	if net.ParseIP(cfg.ServiceBind) == nil {
 		return nil, fmt.Errorf("proxy: config: ServiceBind %q is not an IP", cfg.ServiceBind)
@@ -334,6 +348,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	for key, l := range p.listeners {
 		l.close()
 		delete(p.listeners, key)
+	}
+	if p.tloop != nil {
+		p.tloop.stop() // it ends when its connections have (waitConns waits)
 	}
 	p.mu.Unlock()
 	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)

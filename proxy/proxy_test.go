@@ -39,7 +39,8 @@ func startProxy(t *testing.T) (*Proxy, string) {
 func startWith(t *testing.T, edit func(*Config)) (*Proxy, string, string) {
 	t.Helper()
 	leakcheck.Check(t)
-	cfg := Config{HTTPAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), ServiceBind: "127.0.0.1", HTTPEngine: os.Getenv("KEEL_PROXY_ENGINE")}
+	cfg := Config{HTTPAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), ServiceBind: "127.0.0.1", HTTPEngine: os.Getenv("KEEL_PROXY_ENGINE"),
+		TCPEngine: os.Getenv("KEEL_PROXY_TCP_ENGINE")}
 	if edit != nil {
 		edit(&cfg)
 	}

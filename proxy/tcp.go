@@ -24,7 +24,9 @@ const (
 // table on every accept (datagram), so table swaps never touch it.
 type tcpListener struct {
 	key  string
-	ln   net.Listener
+	ln   net.Listener // the goroutine path's (TCPEngine "go")
+	loop *tloop       // or the TCP loop's, which has fd
+	fd   int
 	udp  *udpListener
 	once sync.Once
 
@@ -49,6 +51,9 @@ func (l *tcpListener) close() {
 	l.once.Do(func() {
 		if l.ln != nil {
 			l.ln.Close()
+		}
+		if l.loop != nil {
+			l.loop.unlisten(l.fd)
 		}
 		if l.udp != nil {
 			l.udp.close()
@@ -117,15 +122,48 @@ func (p *Proxy) reconcileListeners(t *Table) {
 			p.log.Error("cannot open service port", "listen", key, "app", r.App, "err", err)
 			continue
 		}
-		l := &tcpListener{key: key, ln: ln, series: p.metrics.l4, proto: protoTCP, listen: key}
+		l := &tcpListener{key: key, series: p.metrics.l4, proto: protoTCP, listen: key}
+		if p.cfg.TCPEngine == "loop" {
+			if err := p.loopListen(l, ln.(*net.TCPListener)); err != nil {
+				p.metrics.listenErrors.Inc()
+				p.log.Error("cannot serve service port", "listen", key, "app", r.App, "err", err)
+				continue
+			}
+		} else {
+			l.ln = ln
+			p.conns.Add(1)
+			go p.acceptLoop(l)
+		}
 		l.serve(r.App)
 		p.listeners[key] = l
 		p.log.Info("opened service port", "listen", key, "app", r.App, "mode", r.Mode)
-		p.conns.Add(1)
-		go p.acceptLoop(l)
 	}
 	p.reconcileUDP(t)
 	p.metrics.listeners.Set(float64(len(p.listeners)))
+}
+
+// loopListen has the TCP loop, started with the first service port,
+// serve l from ln (which it closes). Caller holds p.mu.
+func (p *Proxy) loopListen(l *tcpListener, ln *net.TCPListener) error {
+	if p.tloop == nil {
+		t, err := newTLoop(p)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		p.tloop = t
+		p.conns.Add(1)
+		go func() {
+			defer p.conns.Done()
+			t.run()
+		}()
+	}
+	fd, err := p.tloop.listen(l.key, ln)
+	if err != nil {
+		return err
+	}
+	l.loop, l.fd = p.tloop, fd
+	return nil
 }
 
 func (p *Proxy) acceptLoop(l *tcpListener) {
@@ -136,6 +174,10 @@ func (p *Proxy) acceptLoop(l *tcpListener) {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
+			}
+			if !errors.Is(err, net.ErrClosed) {
+				p.metrics.acceptErrors.Inc()
+				p.log.Warn("service port accept", "listen", l.key, "err", err)
 			}
 			return
 		}

@@ -277,31 +277,179 @@ func checkKeepAlive(t *testing.T, idle time.Duration, want int) {
 		t.Fatalf("%q %v", out, err)
 	}
 	// The pair of waitListening's probe may still be winding down.
-	var conns []net.Conn
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		p.activeMu.Lock()
-		conns = conns[:0]
-		for c := range p.active {
-			conns = append(conns, c)
-		}
-		p.activeMu.Unlock()
-		if len(conns) == 2 {
-			break
+		var got []int
+		eachServiceSocket(t, p, func(fd int) {
+			ka, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+			if err != nil {
+				ka = -1
+			}
+			got = append(got, ka)
+		})
+		if len(got) == 2 {
+			for _, ka := range got {
+				if ka != want {
+					t.Errorf("SO_KEEPALIVE of the client's and the backend's socket: %v, want %d", got, want)
+				}
+			}
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d connections tracked, want the client's and the backend's", len(conns))
+			t.Fatalf("%d service port sockets open, want the client's and the backend's", len(got))
 		}
 	}
-	for _, c := range conns {
+}
+
+// eachServiceSocket calls f with the descriptor of each socket of the
+// service port connections open now, of either TCP engine.
+func eachServiceSocket(t *testing.T, p *Proxy, f func(fd int)) {
+	t.Helper()
+	if loopSockets(p, f) {
+		return
+	}
+	p.activeMu.Lock()
+	defer p.activeMu.Unlock()
+	for c := range p.active {
 		raw, err := c.(*net.TCPConn).SyscallConn()
 		if err != nil {
 			t.Fatal(err)
 		}
-		var ka int
-		var serr error
-		raw.Control(func(fd uintptr) { ka, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE) })
-		if serr != nil || ka != want {
-			t.Errorf("%v -> %v: SO_KEEPALIVE %d (%v), want %d", c.LocalAddr(), c.RemoteAddr(), ka, serr, want)
+		raw.Control(func(fd uintptr) { f(int(fd)) })
+	}
+}
+
+// dialService gives app, served by the backend port be, a new service
+// port of p, and returns a connection to it.
+func dialService(t *testing.T, p *Proxy, app string, be uint32) net.Conn {
+	t.Helper()
+	sp := freePort(t)
+	p.Update(snap(1, task(app, app[1:]+".1", "127.0.0.1", []uint32{be}, []uint32{sp}, nil)))
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", sp))
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", sp), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestTCPDuplex moves 32 MiB each way at once through a service port,
+// with a client that reads slowly at first, so that both directions fill
+// their buffers, wait for the receiver and (in the loop) turn bulk; then
+// the client's half-close reaches the backend and the backend's end
+// comes back. Every byte must arrive, in order.
+func TestTCPDuplex(t *testing.T) {
+	p, _, _ := startWith(t, nil)
+	be := tcpBackend(t, func(c net.Conn) {
+		io.Copy(c, c) // echo until the client's end, then end too
+	})
+	c := dialService(t, p, "/echo", be)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	payload := make([]byte, 32<<20)
+	for i := range payload {
+		payload[i] = byte(i*7 + i>>13)
+	}
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(payload)
+		if err == nil {
+			err = c.(*net.TCPConn).CloseWrite()
 		}
+		werr <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // let every buffer on the way fill up
+	var back bytes.Buffer
+	small := make([]byte, 1000)
+	for back.Len() < 1<<20 { // slowly at first: small reads
+		n, err := c.Read(small)
+		back.Write(small[:n])
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", back.Len(), err)
+		}
+	}
+	if _, err := io.Copy(&back, c); err != nil {
+		t.Fatalf("after %d bytes: %v", back.Len(), err)
+	}
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+	if back.Len() != len(payload) || !bytes.Equal(back.Bytes(), payload) {
+		t.Fatalf("echoed %d bytes of %d, equal %v", back.Len(), len(payload), bytes.Equal(back.Bytes(), payload))
+	}
+}
+
+// TestTCPConnectRetry: a service port whose first backend refuses
+// connections still serves every client, through the other backend, and
+// the refusing backend is counted and ejected.
+func TestTCPConnectRetry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p, _, _ := startWith(t, func(c *Config) { c.Registerer = reg })
+	good, dead, sp := lineEcho(t), freePort(t), freePort(t)
+	p.Update(snap(1, task("/db", "db.1", "127.0.0.1", []uint32{dead}, []uint32{sp}, nil),
+		task("/db", "db.2", "127.0.0.1", []uint32{good}, []uint32{sp}, nil)))
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", sp))
+	for i := 0; i < 10; i++ {
+		c := dialLine(t, sp)
+		if out, err := c.roundTrip("hi"); err != nil || out != "echo:hi\n" {
+			t.Fatalf("connection %d: %q %v", i, out, err)
+		}
+		c.Close()
+	}
+	if v, _ := sample(t, reg, "keel_proxy_backend_errors_total", map[string]string{"app": "/db"}); v < 1 {
+		t.Fatalf("backend errors of /db: %v, want the refused connects counted", v)
+	}
+	if v, _ := sample(t, reg, "keel_proxy_ejections_total", nil); v < 1 {
+		t.Fatalf("ejections: %v, want the refusing backend ejected", v)
+	}
+}
+
+// TestTCPGreetAndClose: a backend that speaks first and closes at once
+// (the bench's tcpconn case) gets its greeting to the client, and the
+// client sees the end, over and over.
+func TestTCPGreetAndClose(t *testing.T) {
+	p, _, _ := startWith(t, nil)
+	be := tcpBackend(t, func(c net.Conn) { io.WriteString(c, "hello\n") })
+	sp := freePort(t)
+	p.Update(snap(1, task("/greet", "greet.1", "127.0.0.1", []uint32{be}, []uint32{sp}, nil)))
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", sp))
+	for i := 0; i < 200; i++ {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", sp), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		b, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || string(b) != "hello\n" {
+			t.Fatalf("connection %d: %q %v", i, b, err)
+		}
+	}
+}
+
+// TestTCPSlowReader: a backend that sends in small writes to a client
+// that does not read for a while. The proxy must keep what the client
+// cannot take yet and send it later, in order (in the loop: the bytes
+// held for a full receiver, before the direction turns bulk).
+func TestTCPSlowReader(t *testing.T) {
+	p, _, _ := startWith(t, nil)
+	payload := make([]byte, 48<<20) // more than both sockets' buffers hold
+	for i := range payload {
+		payload[i] = byte(i*13 + i>>11)
+	}
+	be := tcpBackend(t, func(c net.Conn) {
+		for b := payload; len(b) > 0; {
+			n := min(len(b), 1500)
+			if _, err := c.Write(b[:n]); err != nil {
+				return
+			}
+			b = b[n:]
+		}
+	})
+	c := dialService(t, p, "/feed", be)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	time.Sleep(300 * time.Millisecond)
+	back, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(back, payload) {
+		t.Fatalf("read %d bytes of %d (%v), equal %v", len(back), len(payload), err, bytes.Equal(back, payload))
 	}
 }

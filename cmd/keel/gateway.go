@@ -38,6 +38,7 @@ type gatewayFlags struct {
 	ttl                          uint
 	routesFile                   string        // static routes: the routes section of this YAML file
 	httpEngine                   string        // fasthttp or loop
+	tcpEngine                    string        // go or loop
 	tcpIdle, udpIdle             time.Duration // service port idle timeouts
 }
 
@@ -50,6 +51,7 @@ func (f *gatewayFlags) register(fs *flag.FlagSet, loopback bool) {
 	fs.StringVar(&f.httpAddr, "http_addr", httpAddr, "HTTP virtual-host proxy listen address")
 	f.httpsDefault = httpsAddr
 	fs.StringVar(&f.httpEngine, "http_engine", proxy.DefaultHTTPEngine, `what serves --http_addr: "loop" (Linux): an epoll loop that reads only after readiness, for plain requests, handing the others to fasthttp; or "fasthttp" for every request`)
+	fs.StringVar(&f.tcpEngine, "tcp_engine", proxy.DefaultTCPEngine, `what serves the TCP service ports: "loop" (Linux): one epoll loop for all of them, splicing bulk transfers; or "go": a goroutine pair per connection`)
 	fs.StringVar(&f.httpsAddr, "https_addr", httpsAddr, `HTTPS virtual-host proxy listen address, certificate picked by SNI ("" = none)`)
 	fs.StringVar(&f.sslCertsDir, "ssl_certs_dir", "", "directory of HTTPS certificates: every *.pem holds a certificate chain and its key; default.pem is served when no name matches (watched for changes)")
 	fs.StringVar(&f.adminAddr, "admin_addr", adminAddr, "admin address: /metrics, DNS HTTP API (/v1/hosts, ...), routes (/v1/routes), backend health (/v1/backends)")
@@ -118,7 +120,7 @@ func startGateway(ctx context.Context, g *errgroup.Group, f gatewayFlags, leader
 	if err != nil {
 		return err
 	}
-	p, err := proxy.New(proxy.Config{HTTPAddr: f.httpAddr, HTTPEngine: f.httpEngine, HTTPSAddr: f.httpsAddr, SSLCertsDir: f.sslCertsDir,
+	p, err := proxy.New(proxy.Config{HTTPAddr: f.httpAddr, HTTPEngine: f.httpEngine, TCPEngine: f.tcpEngine, HTTPSAddr: f.httpsAddr, SSLCertsDir: f.sslCertsDir,
 		// A gateway without the right to bind :443 (or a second keel dev
 		// on one machine) still serves HTTP unless HTTPS was asked for.
 		HTTPSOptional: f.httpsAddr == f.httpsDefault, ServiceBind: f.serviceBind, Group: f.group,

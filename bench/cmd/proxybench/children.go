@@ -128,6 +128,7 @@ func serveTCP(ctx context.Context, l net.Listener, proto string) error {
 type keelOptions struct {
 	listen, https, certs, service string
 	engine                        string // proxy.Config.HTTPEngine
+	tcpEngine                     string // proxy.Config.TCPEngine
 	backends                      []string
 	apps                          int
 }
@@ -177,7 +178,7 @@ func runKeel(ctx context.Context, o keelOptions) error {
 	if o.service != "" {
 		bind, _, _ = net.SplitHostPort(o.service)
 	}
-	p, err := proxy.New(proxy.Config{HTTPAddr: o.listen, HTTPEngine: o.engine, HTTPSAddr: o.https, SSLCertsDir: o.certs, ServiceBind: bind,
+	p, err := proxy.New(proxy.Config{HTTPAddr: o.listen, HTTPEngine: o.engine, TCPEngine: o.tcpEngine, HTTPSAddr: o.https, SSLCertsDir: o.certs, ServiceBind: bind,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return err

@@ -65,6 +65,7 @@ func main() {
 	streams := fs.Int("streams", 4, "concurrent streams of tcpbulk (run)")
 	vhostStyle := fs.String("haproxy_vhosts", "map", "how HAProxy routes vhosts10k: map (a host map) or acl (marathon-lb's ACL per host)")
 	engine := fs.String("engine", proxy.DefaultHTTPEngine, "Keel's HTTP engine: loop or fasthttp (run, keel)")
+	tcpEngine := fs.String("tcp_engine", proxy.DefaultTCPEngine, "Keel's TCP service port engine: loop or go (run, keel)")
 	keep := fs.Bool("keep", false, "keep each case's files (HAProxy config, certificate, wrk script) to rerun it (run)")
 	// children
 	proto := fs.String("proto", "http", "http, bulk or conn (backend)")
@@ -90,7 +91,7 @@ func main() {
 		var b []byte
 		if b, err = os.ReadFile(*backendsFile); err == nil {
 			err = runKeel(ctx, keelOptions{listen: *listen, https: *https, certs: *certs, service: *service, engine: *engine,
-				backends: strings.Fields(string(b)), apps: *apps})
+				tcpEngine: *tcpEngine, backends: strings.Fields(string(b)), apps: *apps})
 		}
 	case "relay":
 		var b []byte
@@ -104,7 +105,7 @@ func main() {
 		}
 	case "run":
 		o := options{pairs: *pairs, duration: *duration, warmup: *warmup, conns: *conns, size: *size, streams: *streams,
-			vhostStyle: *vhostStyle, keep: *keep, engine: *engine}
+			vhostStyle: *vhostStyle, keep: *keep, engine: *engine, tcpEngine: *tcpEngine}
 		err = run(*cases, o)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)

@@ -63,6 +63,7 @@ type options struct {
 	vhostStyle string
 	keep       bool
 	engine     string // Keel's HTTP engine
+	tcpEngine  string // Keel's TCP engine
 }
 
 // caseNames are the cases of BENCH.md in the order "all" runs them.
@@ -212,7 +213,7 @@ func runCase(ctx context.Context, self string, s spec, o options) error {
 		return err
 	}
 	kAddr, hAddr := freeAddr(), freeAddr()
-	keelArgs := []string{"keel", "--backends", addrFile, "--engine", o.engine}
+	keelArgs := []string{"keel", "--backends", addrFile, "--engine", o.engine, "--tcp_engine", o.tcpEngine}
 	var cert string
 	switch {
 	case s.kind != kindHTTP:
