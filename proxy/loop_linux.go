@@ -42,9 +42,6 @@ const (
 	loopClientIdle  = 2 * time.Minute      // between requests, as the server's IdleTimeout
 	loopMaxIdle     = 1024                 // pooled idle connections per backend address
 	loopFreeBufs    = 256                  // closed clients' buffers kept for new ones
-	loopSpliceMin   = 64 << 10             // a Content-Length body left at least this long is spliced
-	loopPipeSize    = 1 << 20              // capacity asked for a splice pipe
-	loopFreePipes   = 16                   // empty splice pipes kept for the next bodies
 )
 
 // Response framings.
@@ -98,16 +95,7 @@ type lrequest struct {
 	chunks      chunkState
 	beClose     bool // the backend connection cannot be reused
 	closeClient bool
-	pipe        *lpipe // the body is spliced through it (nil: copied)
-	full        bool   // the last backend tried had all its connections busy
-}
-
-// lpipe is a kernel pipe that splices a response body from the backend to
-// the client without copying it through user space.
-type lpipe struct {
-	r, w int
-	cap  int // what the pipe holds at most
-	n    int // bytes in it now
+	full        bool // the last backend tried had all its connections busy
 }
 
 // lbackend is one backend connection, in use by a client or idle in the pool.
@@ -142,9 +130,7 @@ type loop struct {
 	drainEnd time.Time
 	scratch  [256]byte
 	freeBufs []clientBufs // buffers of closed clients, for the next ones
-	pipes    pipePool
 	handoffs atomic.Int64 // connections given to the fasthttp server, for tests and debugging
-	spliced  atomic.Int64 // response bodies spliced, for tests and debugging
 }
 
 // newLoop takes over ln (it is closed, even on error; the loop keeps a
@@ -681,14 +667,6 @@ func (l *loop) stepBackend(c *lclient) bool {
 		c.deadline = l.now.Add(rq.r.ResponseTimeout)
 		return true
 	}
-	if rq.pipe == nil && rq.frame == frameLength && rq.remaining >= loopSpliceMin {
-		if rq.pipe = l.pipes.get(l.p.log); rq.pipe != nil {
-			l.spliced.Add(1)
-		}
-	}
-	if rq.pipe != nil {
-		return l.splice(c)
-	}
 	if !be.readable {
 		return false
 	}
@@ -718,67 +696,6 @@ func (l *loop) stepBackend(c *lclient) bool {
 	be.n += n
 	l.heads(c)
 	return true
-}
-
-// splice moves the rest of a Content-Length body from the backend to the
-// client through rq.pipe; false means wait for an event. The pipe is empty
-// when the body is done, and goes back to the pool with the request.
-func (l *loop) splice(c *lclient) bool {
-	rq, be, pp := &c.rq, c.rq.be, c.rq.pipe
-	progress := false
-	// Into the pipe only when it is empty: a pipe counts buffers, not
-	// bytes, and a socket's data may fill its buffers short of its
-	// capacity, where a splice would say EAGAIN with the socket still
-	// readable. From an empty pipe, EAGAIN means the socket is drained.
-	// (A short splice is no sign of that either, for the same reason.)
-	if pp.n == 0 && rq.remaining > 0 && be.readable {
-		want := int(min(rq.remaining, int64(pp.cap)))
-		n, err := rawSplice(be.fd, pp.w, want)
-		switch {
-		case err == unix.EAGAIN:
-			be.readable = false
-		case err != 0 || n == 0:
-			l.ioFailed(c, false) // the body is cut
-			return true
-		default:
-			pp.n += n
-			rq.remaining -= int64(n)
-			rq.got = true
-			progress = true
-		}
-	}
-	if pp.n > 0 && c.writable {
-		n, err := rawSplice(pp.r, c.fd, pp.n)
-		switch {
-		case err == unix.EAGAIN:
-			c.writable = false
-		case err != 0:
-			l.abort(c)
-			return false
-		default:
-			// Short is no sign of a full socket: a splice may stop at the
-			// end of a pipe buffer. Only EAGAIN says full.
-			pp.n -= n
-			progress = progress || n > 0
-		}
-	}
-	if progress {
-		c.deadline = l.now.Add(rq.r.ResponseTimeout)
-	}
-	if rq.remaining == 0 && pp.n == 0 {
-		l.responseDone(c)
-		return true
-	}
-	return progress
-}
-
-// putPipe ends rq's use of its pipe: an empty one goes back to the pool,
-// one with bytes of a body that will never be sent is closed.
-func (l *loop) putPipe(rq *lrequest) {
-	if rq.pipe != nil {
-		l.pipes.put(rq.pipe, !l.draining)
-		rq.pipe = nil
-	}
 }
 
 // heads parses the response heads in be.buf: interim ones are forwarded,
@@ -1002,7 +919,6 @@ func (l *loop) body(c *lclient, b []byte, first bool) {
 // connection goes back to the pool if it can.
 func (l *loop) responseDone(c *lclient) {
 	rq := &c.rq
-	l.putPipe(rq)
 	be := rq.be
 	rq.be = nil
 	if be != nil {
@@ -1057,7 +973,6 @@ func (l *loop) failAttempt(c *lclient) {
 // ioFailed: the backend connection broke while the request was on it.
 func (l *loop) ioFailed(c *lclient, timeout bool) {
 	rq := &c.rq
-	l.putPipe(rq)
 	be := rq.be
 	rq.be = nil
 	reused := be != nil && be.reused
@@ -1136,7 +1051,6 @@ func (l *loop) endRequest(c *lclient) {
 // abort drops a client connection in the middle of its request.
 func (l *loop) abort(c *lclient) {
 	rq := &c.rq
-	l.putPipe(rq)
 	if rq.busy {
 		if be := rq.be; be != nil {
 			rq.be = nil
@@ -1306,7 +1220,6 @@ func (l *loop) closeAll() {
 		l.closeBackend(be)
 	}
 	clear(l.idle)
-	l.pipes.close()
 	l.closeFDs()
 }
 

@@ -262,8 +262,22 @@ func connectNonblock(sa unix.Sockaddr) (fd int, connecting bool, err error) {
 	return -1, false, err
 }
 
+// Splice pipes.
+const (
+	loopPipeSize  = 1 << 20 // capacity asked for a splice pipe
+	loopFreePipes = 16      // empty splice pipes kept
+)
+
+// lpipe is a kernel pipe that moves bytes from one socket to another by
+// splice(2), without copying them through user space.
+type lpipe struct {
+	r, w int
+	cap  int // what the pipe holds at most
+	n    int // bytes in it now
+}
+
 // pipePool keeps empty splice pipes (at most loopFreePipes) for the next
-// bodies or bulk transfers.
+// bulk transfers.
 type pipePool struct{ free []*lpipe }
 
 // get returns an empty pipe, from the pool or new; nil when the system
