@@ -42,6 +42,7 @@ const (
 	loopClientIdle  = 2 * time.Minute      // between requests, as the server's IdleTimeout
 	loopMaxIdle     = 1024                 // pooled idle connections per backend address
 	loopFreeBufs    = 256                  // closed clients' buffers kept for new ones
+	loopFairShare   = 128 << 10            // bytes a client is sent in one turn; then the others ready have theirs
 )
 
 // Response framings.
@@ -65,6 +66,7 @@ type lclient struct {
 	writable bool
 	hup      bool // the peer closed: a short read is no sign of a drained socket
 	closed   bool // out of the loop: closed, or handed to the fasthttp server
+	queued   bool // in loop.later
 	deadline time.Time
 	out      []byte // response head (and a first piece of body) for the client
 	pend     []byte // bytes still to write to the client
@@ -130,7 +132,10 @@ type loop struct {
 	drainEnd time.Time
 	scratch  [256]byte
 	freeBufs []clientBufs // buffers of closed clients, for the next ones
+	later    []*lclient   // clients that had their fair share and have more to send
+	spare    []*lclient   // later's other slice
 	handoffs atomic.Int64 // connections given to the fasthttp server, for tests and debugging
+	yields   atomic.Int64 // turns ended by the fair share, for tests and debugging
 }
 
 // newLoop takes over ln (it is closed, even on error; the loop keeps a
@@ -175,7 +180,7 @@ func (l *loop) run(ctx context.Context) error {
 	}()
 	l.swept = l.now
 	for {
-		evs, woken, err := l.poll()
+		evs, woken, err := l.poll(len(l.later) == 0)
 		if err != nil {
 			return fmt.Errorf("proxy: loop: %w", err)
 		}
@@ -189,6 +194,7 @@ func (l *loop) run(ctx context.Context) error {
 				l.event(ev)
 			}
 		}
+		l.resume()
 		if l.now.Sub(l.swept) >= loopSweep {
 			l.swept = l.now
 			l.sweep()
@@ -296,9 +302,29 @@ func (l *loop) event(ev unix.EpollEvent) {
 	l.step(c)
 }
 
+// resume gives the clients that had their fair share their next turn,
+// once each (the ones that have more still queue again).
+func (l *loop) resume() {
+	if len(l.later) == 0 {
+		return
+	}
+	turn := l.later
+	l.later = l.spare[:0]
+	for i, c := range turn {
+		c.queued = false
+		l.step(c)
+		turn[i] = nil
+	}
+	l.spare = turn[:0]
+}
+
 // step moves a client connection and its request forward until it has to
-// wait for an event.
+// wait for an event, or it has been sent its fair share of bytes: then it
+// waits for the other clients ready, so that one long response does not
+// hold up every other request (its turn resumes after the batch, with its
+// readiness as it was: no edge is lost).
 func (l *loop) step(c *lclient) {
+	sent := 0
 	for !c.closed {
 		rq := &c.rq
 		if len(c.pend) > 0 {
@@ -320,6 +346,14 @@ func (l *loop) step(c *lclient) {
 			c.pend = c.pend[n:]
 			if rq.busy {
 				c.deadline = l.now.Add(rq.r.ResponseTimeout)
+			}
+			if sent += n; sent >= loopFairShare && c.writable {
+				if !c.queued {
+					c.queued = true
+					l.later = append(l.later, c)
+					l.yields.Add(1)
+				}
+				return
 			}
 			continue
 		}

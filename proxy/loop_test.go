@@ -259,8 +259,8 @@ func TestLoopKeepAlive(t *testing.T) {
 	}
 }
 
-// TestLoopLongBody: a long Content-Length body passes byte for byte, and
-// the connection stays usable after it; a body the backend cuts short
+// TestLoopLongBody: a long Content-Length body passes byte for byte, in
+// turns of the fair share, and the connection stays usable after it; a body the backend cuts short
 // closes the client's connection, and clients that hang up in the middle
 // of one leave nothing behind for the next.
 func TestLoopLongBody(t *testing.T) {
@@ -278,6 +278,9 @@ func TestLoopLongBody(t *testing.T) {
 		if body != "hello world!" {
 			t.Fatalf("after a long body: %d %q", resp.StatusCode, body)
 		}
+	}
+	if l.yields.Load() == 0 {
+		t.Fatal("3 MiB bodies sent in one turn each: the fair share never ended a turn")
 	}
 	cut := dialRaw(t, addr)
 	io.WriteString(cut.c, "GET /cut HTTP/1.1\r\nHost: web.example.com\r\n\r\n")

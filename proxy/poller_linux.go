@@ -103,8 +103,9 @@ func (e *poller) wakeOnDone(ctx context.Context) (stop func()) {
 	}
 }
 
-// poll waits for events and returns those of the loop's descriptors (the
-// tick's and the wake-up's taken out), and whether the loop was woken.
+// poll waits for events (only when block is true: else it takes those
+// ready now) and returns those of the loop's descriptors (the tick's and
+// the wake-up's taken out), and whether the loop was woken.
 // A busy loop waits with a raw call, holding its P, for up to loopSpin;
 // once a wait passed with no event but the tick (idle), the next one goes
 // through the ordinary system call, so that the runtime takes the P back
@@ -112,12 +113,15 @@ func (e *poller) wakeOnDone(ctx context.Context) (stop func()) {
 // scheduler's preemption signal every 10 ms. A signal ends a raw wait
 // (most likely the scheduler asking for the P: a garbage collection, or
 // the loop ran a long while), and the loop then yields.
-func (e *poller) poll() (evs []unix.EpollEvent, woken bool, err error) {
+func (e *poller) poll(block bool) (evs []unix.EpollEvent, woken bool, err error) {
 	var n int
 	var errno unix.Errno
-	if !e.idle {
+	switch {
+	case !block:
+		n, errno = rawEpollWait(e.epfd, e.events, 0)
+	case !e.idle:
 		n, errno = rawEpollWait(e.epfd, e.events, int(loopSpin/time.Millisecond))
-	} else {
+	default:
 		var werr error
 		if n, werr = unix.EpollWait(e.epfd, e.events, int(loopSweep/time.Millisecond)); werr != nil {
 			errno = werr.(unix.Errno)
@@ -145,7 +149,7 @@ func (e *poller) poll() (evs []unix.EpollEvent, woken bool, err error) {
 			evs = append(evs, ev)
 		}
 	}
-	if errno == 0 {
+	if errno == 0 && block {
 		e.idle = !woken && len(evs) == 0
 	}
 	return evs, woken, nil

@@ -32,6 +32,10 @@ const tcpLoopBuffer = 64 << 10
 // tcpLoopSpare is how many emptied pending buffers the loop keeps.
 const tcpLoopSpare = 64
 
+// tcpFairShare is how many bytes a pair moves in one turn; then the other
+// pairs ready have theirs.
+const tcpFairShare = 4 << 20
+
 // tloop is the TCP service port loop. Only its goroutine touches its
 // fields but mu and cmds.
 type tloop struct {
@@ -44,6 +48,10 @@ type tloop struct {
 	buf    []byte
 	spare  [][]byte // emptied pending buffers
 	pipes  pipePool
+	later  []*tpair // pairs that had their fair share and have more to move
+	behind []*tpair // later's other slice
+	turn   int      // bytes moved in the current pair's turn
+	yields int      // turns ended by the fair share, for tests
 	swept  time.Time
 	every  time.Duration // between sweeps
 	idle   time.Duration // the idle timeout (negative: none)
@@ -110,6 +118,7 @@ type tpair struct {
 	limited    bool // the pair holds a slot of r.MaxConns
 	deadline   time.Time
 	last       time.Time // a byte last moved, either way
+	queued     bool      // in tloop.later
 	closed     bool
 }
 
@@ -225,7 +234,7 @@ func (t *tloop) run() {
 	}()
 	t.swept = t.now
 	for {
-		evs, woken, err := t.poll()
+		evs, woken, err := t.poll(len(t.later) == 0)
 		if err != nil {
 			t.p.log.Error("TCP service ports stop", "err", err)
 			return
@@ -236,6 +245,7 @@ func (t *tloop) run() {
 		for _, ev := range evs {
 			t.event(ev)
 		}
+		t.resume()
 		if t.now.Sub(t.swept) >= t.every {
 			t.swept = t.now
 			t.sweep()
@@ -411,21 +421,48 @@ func (t *tloop) backendFailed(pr *tpair) {
 	t.p.metrics.backendErrors.WithLabelValues(pr.r.App).Inc()
 }
 
-// pump moves what both directions of pr can move now.
+// resume gives the pairs that had their fair share their next turn, once
+// each (the ones that have more still queue again).
+func (t *tloop) resume() {
+	if len(t.later) == 0 {
+		return
+	}
+	turn := t.later
+	t.later = t.behind[:0]
+	for i, pr := range turn {
+		pr.queued = false
+		t.pump(pr)
+		turn[i] = nil
+	}
+	t.behind = turn[:0]
+}
+
+// pump moves what both directions of pr can move now, up to the fair
+// share: past it the pair waits for the other pairs ready, with its
+// readiness as it was (no edge is lost), so that one bulk transfer does
+// not hold up every other connection.
 func (t *tloop) pump(pr *tpair) {
 	if pr.connecting || pr.closed {
 		return
 	}
+	t.turn = 0
 	t.move(pr, &pr.up)
 	t.move(pr, &pr.down)
 	if pr.up.shut && pr.down.shut {
 		t.finish(pr)
+		return
+	}
+	if t.turn >= tcpFairShare && !pr.queued {
+		pr.queued = true
+		t.later = append(t.later, pr)
+		t.yields++
 	}
 }
 
-// move moves d's bytes until one side has to wait for an event.
+// move moves d's bytes until one side has to wait for an event, or the
+// pair's turn is over.
 func (t *tloop) move(pr *tpair, d *tdir) {
-	for !d.shut {
+	for !d.shut && t.turn < tcpFairShare {
 		if len(d.pend) > 0 || (d.pipe != nil && d.pipe.n > 0) {
 			if !d.to.writable {
 				return
@@ -499,6 +536,7 @@ func (t *tloop) forward(pr *tpair, d *tdir, b []byte) {
 			if w < len(b) {
 				d.to.writable = false // the socket buffer is full: wait for the edge
 			}
+			t.turn += w
 			b = b[w:]
 		}
 	}
@@ -530,6 +568,7 @@ func (t *tloop) flush(pr *tpair, d *tdir) bool {
 		// Short is no sign of a full socket: a splice may stop at the end
 		// of a pipe buffer. Only EAGAIN says full.
 		d.pipe.n -= n
+		t.turn += n
 		pr.last = t.now
 		return true
 	}
@@ -543,6 +582,7 @@ func (t *tloop) flush(pr *tpair, d *tdir) bool {
 		return false
 	}
 	pr.last = t.now
+	t.turn += w
 	if d.pend = d.pend[w:]; len(d.pend) > 0 {
 		d.to.writable = false
 		return false

@@ -5,7 +5,10 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
@@ -56,6 +59,7 @@ func TestTLoopHoldsForFullReceiver(t *testing.T) {
 	d := &pr.down
 	*d = tdir{from: &pr.be, to: &pr.cl}
 
+	move := func() { l.turn = 0; l.move(pr, d) } // a turn each, as pump gives
 	var sent, got []byte
 	drainFar := func() {
 		buf := make([]byte, 1<<20)
@@ -82,18 +86,18 @@ func TestTLoopHoldsForFullReceiver(t *testing.T) {
 			sent = append(sent, chunk[:n]...)
 		}
 		pr.be.readable = true
-		l.move(pr, d)
+		move()
 		held = held || len(d.pend) > 0
 		if i%50 == 49 { // now and then the client reads
 			drainFar()
 			pr.cl.writable = true
-			l.move(pr, d)
+			move()
 		}
 	}
 	for k := 0; k < 100 && len(got) < len(sent); k++ {
 		drainFar()
 		pr.cl.writable, pr.be.readable = true, true
-		l.move(pr, d)
+		move()
 	}
 	drainFar()
 	if !held {
@@ -138,4 +142,48 @@ func TestTLoopLiveBytes(t *testing.T) {
 		out, _ := sample(t, reg, "keel_proxy_tcp_bytes_total", labels("out"))
 		return in == float64(len("hello\nx\n")) && out == float64(len("echo:hello\necho:x\n"))
 	})
+}
+
+// TestTLoopTakesTurns: two bulk downloads at once through a service port
+// take turns of the fair share, and both arrive whole.
+func TestTLoopTakesTurns(t *testing.T) {
+	p, _, _ := startWith(t, func(c *Config) { c.TCPEngine = "loop" })
+	payload := make([]byte, 24<<20)
+	for i := range payload {
+		payload[i] = byte(i*31 + i>>12)
+	}
+	be := tcpBackend(t, func(c net.Conn) { c.Write(payload) })
+	sp := freePort(t)
+	p.Update(snap(1, task("/bulk", "bulk.1", "127.0.0.1", []uint32{be}, []uint32{sp}, nil)))
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", sp))
+	errs := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", sp), time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			got, err := io.ReadAll(c)
+			if err == nil && !bytes.Equal(got, payload) {
+				err = fmt.Errorf("got %d bytes of %d, equal %v", len(got), len(payload), bytes.Equal(got, payload))
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.mu.Lock()
+	l := p.tloop
+	p.mu.Unlock()
+	yields := 0
+	l.do(func() { yields = l.yields })
+	if yields == 0 {
+		t.Fatal("48 MiB moved with no turn ended by the fair share")
+	}
 }
