@@ -302,20 +302,12 @@ func (l *loop) event(ev unix.EpollEvent) {
 	l.step(c)
 }
 
-// resume gives the clients that had their fair share their next turn,
-// once each (the ones that have more still queue again).
+// resume gives the clients that had their fair share their next turn.
 func (l *loop) resume() {
-	if len(l.later) == 0 {
-		return
-	}
-	turn := l.later
-	l.later = l.spare[:0]
-	for i, c := range turn {
+	takeTurns(&l.later, &l.spare, func(c *lclient) {
 		c.queued = false
 		l.step(c)
-		turn[i] = nil
-	}
-	l.spare = turn[:0]
+	})
 }
 
 // step moves a client connection and its request forward until it has to

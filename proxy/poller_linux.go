@@ -352,3 +352,20 @@ func (p *Proxy) adopt(fd int, serve func(net.Conn)) bool {
 	}()
 	return true
 }
+
+// takeTurns gives each of the connections in *later, which had their fair
+// share, their next turn (run), once: the ones that queue again go on a
+// fresh list, the other slice (*spare), and the two swap.
+func takeTurns[T any](later, spare *[]T, run func(T)) {
+	if len(*later) == 0 {
+		return
+	}
+	turn := *later
+	*later = (*spare)[:0]
+	var none T
+	for i, x := range turn {
+		run(x)
+		turn[i] = none
+	}
+	*spare = turn[:0]
+}

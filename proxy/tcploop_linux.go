@@ -33,8 +33,9 @@ const tcpLoopBuffer = 64 << 10
 const tcpLoopSpare = 64
 
 // tcpFairShare is how many bytes a pair moves in one turn; then the other
-// pairs ready have theirs.
-const tcpFairShare = 4 << 20
+// pairs ready have theirs. (A variable, so that tests can make turns
+// short.)
+var tcpFairShare = 4 << 20
 
 // tloop is the TCP service port loop. Only its goroutine touches its
 // fields but mu and cmds.
@@ -421,20 +422,12 @@ func (t *tloop) backendFailed(pr *tpair) {
 	t.p.metrics.backendErrors.WithLabelValues(pr.r.App).Inc()
 }
 
-// resume gives the pairs that had their fair share their next turn, once
-// each (the ones that have more still queue again).
+// resume gives the pairs that had their fair share their next turn.
 func (t *tloop) resume() {
-	if len(t.later) == 0 {
-		return
-	}
-	turn := t.later
-	t.later = t.behind[:0]
-	for i, pr := range turn {
+	takeTurns(&t.later, &t.behind, func(pr *tpair) {
 		pr.queued = false
 		t.pump(pr)
-		turn[i] = nil
-	}
-	t.behind = turn[:0]
+	})
 }
 
 // pump moves what both directions of pr can move now, up to the fair

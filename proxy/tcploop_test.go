@@ -145,8 +145,12 @@ func TestTLoopLiveBytes(t *testing.T) {
 }
 
 // TestTLoopTakesTurns: two bulk downloads at once through a service port
-// take turns of the fair share, and both arrive whole.
+// take turns of the fair share (made short, so that turns surely end),
+// and both arrive whole.
 func TestTLoopTakesTurns(t *testing.T) {
+	old := tcpFairShare
+	tcpFairShare = 64 << 10
+	t.Cleanup(func() { tcpFairShare = old })
 	p, _, _ := startWith(t, func(c *Config) { c.TCPEngine = "loop" })
 	payload := make([]byte, 24<<20)
 	for i := range payload {
