@@ -23,8 +23,8 @@ const (
 type tcpListener struct {
 	key  string
 	ln   net.Listener // the goroutine path's (TCPEngine "go")
-	loop *tloop       // or the TCP loop's, which has fd
-	fd   int
+	loop *tloop       // or the TCP loop's, as tl
+	tl   *tlisten
 	udp  *udpListener
 	once sync.Once
 
@@ -51,7 +51,7 @@ func (l *tcpListener) close() {
 			l.ln.Close()
 		}
 		if l.loop != nil {
-			l.loop.unlisten(l.fd)
+			l.loop.unlisten(l.tl)
 		}
 		if l.udp != nil {
 			l.udp.close()
@@ -156,11 +156,11 @@ func (p *Proxy) loopListen(l *tcpListener, ln *net.TCPListener) error {
 			t.run()
 		}()
 	}
-	fd, err := p.tloop.listen(l.key, ln)
+	tl, err := p.tloop.listen(l.key, ln)
 	if err != nil {
 		return err
 	}
-	l.loop, l.fd = p.tloop, fd
+	l.loop, l.tl = p.tloop, tl
 	return nil
 }
 

@@ -68,7 +68,7 @@ type tloop struct {
 // tcmd is a request to the loop from another goroutine.
 type tcmd struct {
 	add   *tlisten // serve this listener
-	del   int      // close the listener of this fd (-1: none)
+	del   *tlisten // close this one (if the loop still has it)
 	drain bool     // stop accepting, end when the connections have
 	do    func()   // run this on the loop (tests look inside with it)
 	done  chan struct{}
@@ -139,26 +139,28 @@ func newTLoop(p *Proxy) (*tloop, error) {
 }
 
 // listen hands ln's socket to the loop (ln is closed) and returns the
-// loop's descriptor of it.
-func (t *tloop) listen(key string, ln *net.TCPListener) (int, error) {
+// loop's listener, for unlisten.
+func (t *tloop) listen(key string, ln *net.TCPListener) (*tlisten, error) {
 	fd, err := takeListener(ln)
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
-	t.command(tcmd{add: &tlisten{fd: fd, key: key}, del: -1})
-	return fd, nil
+	tl := &tlisten{fd: fd, key: key}
+	t.command(tcmd{add: tl})
+	return tl, nil
 }
 
-// unlisten closes the listener of fd. When it returns the port is free:
-// a listener on it may open again at once.
-func (t *tloop) unlisten(fd int) { t.command(tcmd{del: fd}) }
+// unlisten closes tl. When it returns the port is free: a listener on it
+// may open again at once. (A listener the loop let go of already, its
+// descriptor maybe another's by now, is left alone.)
+func (t *tloop) unlisten(tl *tlisten) { t.command(tcmd{del: tl}) }
 
 // stop makes the loop stop accepting and end once its connections have
 // (or drainTimeout passed).
-func (t *tloop) stop() { t.command(tcmd{del: -1, drain: true}) }
+func (t *tloop) stop() { t.command(tcmd{drain: true}) }
 
 // do runs f on the loop's goroutine and waits until it has.
-func (t *tloop) do(f func()) { t.command(tcmd{del: -1, do: f}) }
+func (t *tloop) do(f func()) { t.command(tcmd{do: f}) }
 
 // command has the loop carry out c and waits until it has.
 func (t *tloop) command(c tcmd) {
@@ -195,10 +197,10 @@ func (t *tloop) commands() {
 				break
 			}
 			t.lns[c.add.fd] = c.add // connections already queued make the first edge
-		case c.del >= 0:
-			if _, ok := t.lns[c.del]; ok {
-				delete(t.lns, c.del)
-				unix.Close(c.del)
+		case c.del != nil:
+			if t.lns[c.del.fd] == c.del {
+				delete(t.lns, c.del.fd)
+				unix.Close(c.del.fd)
 			}
 		case c.do != nil:
 			c.do()

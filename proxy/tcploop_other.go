@@ -16,14 +16,17 @@ var errNoTCPLoop = errors.New("proxy: the loop TCP engine needs Linux (epoll); u
 // tloop is the TCP service port loop, which only Linux has.
 type tloop struct{}
 
+// tlisten is a listener of the loop.
+type tlisten struct{}
+
 func newTLoop(p *Proxy) (*tloop, error) { return nil, errNoTCPLoop }
 
-func (t *tloop) listen(key string, ln *net.TCPListener) (int, error) {
+func (t *tloop) listen(key string, ln *net.TCPListener) (*tlisten, error) {
 	ln.Close()
-	return -1, errNoTCPLoop
+	return nil, errNoTCPLoop
 }
 
-func (t *tloop) unlisten(fd int) {}
+func (t *tloop) unlisten(tl *tlisten) {}
 
 func (t *tloop) stop() {}
 
