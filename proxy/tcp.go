@@ -164,8 +164,13 @@ func (p *Proxy) loopListen(l *tcpListener, ln *net.TCPListener) error {
 	return nil
 }
 
+// acceptLoop serves l until it is closed. A failed accept (out of file
+// descriptors, say) is retried after a pause that doubles up to a second,
+// as net/http's server does: returning would leave the port open and
+// dead.
 func (p *Proxy) acceptLoop(l *tcpListener) {
 	defer p.conns.Done()
+	var pause time.Duration
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
@@ -173,12 +178,18 @@ func (p *Proxy) acceptLoop(l *tcpListener) {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			if !errors.Is(err, net.ErrClosed) {
-				p.metrics.acceptErrors.Inc()
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			p.metrics.acceptErrors.Inc()
+			if pause == 0 {
 				p.log.Warn("service port accept", "listen", l.key, "err", err)
 			}
-			return
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			time.Sleep(pause)
+			continue
 		}
+		pause = 0
 		p.track(true, c)
 		p.conns.Add(1)
 		go func() {

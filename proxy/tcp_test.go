@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
+
+	"github.com/keelhq/keel/internal/leakcheck"
 )
 
 // lineEcho is a TCP backend that answers every line at once and keeps the
@@ -451,5 +454,62 @@ func TestTCPSlowReader(t *testing.T) {
 	back, err := io.ReadAll(c)
 	if err != nil || !bytes.Equal(back, payload) {
 		t.Fatalf("read %d bytes of %d (%v), equal %v", len(back), len(payload), err, bytes.Equal(back, payload))
+	}
+}
+
+// failingListener fails its first accepts, as a listener out of file
+// descriptors does, then accepts from the real one.
+type failingListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, unix.EMFILE
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptRetry: the goroutine path's accept loop counts a failed
+// accept and tries again, instead of leaving the port open and dead.
+func TestAcceptRetry(t *testing.T) {
+	leakcheck.Check(t)
+	reg := prometheus.NewRegistry()
+	p, err := New(Config{ServiceBind: "127.0.0.1", TCPEngine: "go", Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, sp := lineEcho(t), freePort(t)
+	p.Update(snap(1, task("/db", "db.1", "127.0.0.1", []uint32{be}, []uint32{sp}, nil)))
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &failingListener{Listener: inner}
+	fl.fails.Store(3)
+	l := &tcpListener{key: fmt.Sprintf("127.0.0.1:%d", sp), ln: fl}
+	p.conns.Add(1)
+	go p.acceptLoop(l)
+	defer func() {
+		fl.Close()
+		p.mu.Lock()
+		for _, l := range p.listeners {
+			l.close()
+		}
+		p.mu.Unlock()
+		p.conns.Wait()
+	}()
+	c, err := net.DialTimeout("tcp", inner.Addr().String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lc := &lineConn{c, bufio.NewReader(c)}
+	if out, err := lc.roundTrip("hi"); err != nil || out != "echo:hi\n" {
+		t.Fatalf("after failed accepts: %q %v", out, err)
+	}
+	if v, _ := sample(t, reg, "keel_proxy_accept_errors_total", nil); v != 3 {
+		t.Fatalf("accept errors %v, want 3", v)
 	}
 }

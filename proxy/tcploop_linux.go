@@ -76,9 +76,10 @@ type tcmd struct {
 
 // tlisten is a service port listener of the loop.
 type tlisten struct {
-	fd  int
-	gen int32
-	key string
+	fd      int
+	gen     int32
+	key     string
+	stalled bool // an accept failed (out of descriptors): the sweep tries again
 }
 
 // tend is one socket of a pair: the client's or the backend's.
@@ -299,12 +300,19 @@ func (t *tloop) accept(ln *tlisten) {
 		case err == unix.EINTR || err == unix.ECONNABORTED:
 			continue
 		case err == unix.EAGAIN:
+			ln.stalled = false
 			return
 		case err != 0:
+			// Connections wait in the backlog, and no new edge comes for
+			// them: the sweep retries until an accept succeeds.
 			t.p.metrics.acceptErrors.Inc()
-			t.p.log.Warn("service port accept", "listen", ln.key, "err", err)
+			if !ln.stalled {
+				t.p.log.Warn("service port accept", "listen", ln.key, "err", err)
+			}
+			ln.stalled = true
 			return
 		}
+		ln.stalled = false
 		t.start(ln.key, fd, ip)
 	}
 }
@@ -618,6 +626,11 @@ func (t *tloop) shut(pr *tpair, d *tdir) {
 // byte counters up to date, so that a long connection's bytes show as
 // they move.
 func (t *tloop) sweep() {
+	for _, ln := range t.lns {
+		if ln.stalled {
+			t.accept(ln)
+		}
+	}
 	for pr := range t.pairs {
 		pr.count()
 		switch {
