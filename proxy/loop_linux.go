@@ -130,6 +130,7 @@ type loop struct {
 	swept    time.Time
 	draining bool
 	drainEnd time.Time
+	stalled  bool // an accept failed: the sweep tries again
 	scratch  [256]byte
 	freeBufs []clientBufs // buffers of closed clients, for the next ones
 	later    []*lclient   // clients that had their fair share and have more to send
@@ -237,10 +238,17 @@ func (l *loop) accept() {
 		switch {
 		case err == unix.EINTR || err == unix.ECONNABORTED:
 			continue
+		case err == unix.EAGAIN:
+			l.stalled = false
+			return
 		case err != 0:
-			if err != unix.EAGAIN {
-				l.p.log.Debug("loop accept", "err", err)
+			// Out of descriptors, say: connections wait in the backlog
+			// and bring no new edge, so the sweep tries again.
+			l.p.metrics.acceptErrors.Inc()
+			if !l.stalled {
+				l.p.log.Warn("HTTP accept", "err", err)
 			}
+			l.stalled = true
 			return
 		}
 		bufs := l.clientBuffers()
@@ -1095,6 +1103,9 @@ func (l *loop) abort(c *lclient) {
 
 // sweep enforces the deadlines and the idle pool's lifetime.
 func (l *loop) sweep() {
+	if l.stalled && l.lfd >= 0 {
+		l.accept()
+	}
 	for _, c := range l.clients {
 		if c.deadline.IsZero() || l.now.Before(c.deadline) {
 			continue
