@@ -245,7 +245,7 @@ type simCluster struct {
 	byID   map[string]*simAgent // read-only once subscribeAgents returns
 
 	updates chan func(context.Context) error // one job per launched task
-	pongs   chan func(context.Context) error
+	pongs   chan func(context.Context) error // at most one job per agent
 	errc    chan error
 	wg      sync.WaitGroup // stream readers and workers
 }
@@ -255,19 +255,43 @@ type simAgent struct {
 	id             string // set by the stream goroutine before ready closes
 	streamID       string // set before the stream goroutine starts
 	pingEarly      bool   // the stream goroutine's
+	pongQueued     atomic.Bool
 	ready          chan struct{}
 	streamFinished chan error
 }
 
+// The master counts a PING as missed until the agent's next PONG comes
+// in, and after MaxAgentPingTimeouts in a row (5 of 15 s by default)
+// takes the agent for partitioned and closes its stream. A real agent
+// answers its own pings; here every agent's PONG goes through one pool
+// of workers and waits for those queued ahead of it. 10 000 agents ask
+// for 667 PONGs a second; while the master launches, its lock and the 2
+// cores busy, a PONG call takes some 40 ms (200 ms on the master of the
+// time), so 4 workers answered 100 (20) a second, the wait grew by
+// seconds every second and, once past 75 s, agents were cut during the
+// fill. So an agent has at most one PONG queued (it answers every PING
+// that came meanwhile), and the pool grows with the agents.
+const agentsPerPongWorker = 200
+
+// pongWorkers is the size of the pool that answers the agents' pings.
+func pongWorkers(agents int) int { return max(4, agents/agentsPerPongWorker) }
+
+// updateWorkers is the size of launchAll's pool that sends the agents'
+// UPDATEs.
+const updateWorkers = 16
+
 func newSimCluster(url string, spec clusterSpec) *simCluster {
 	return &simCluster{
 		url: url, spec: spec,
-		calls: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64,
-			DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}},
+		// One idle connection kept for every worker that makes agent
+		// calls, so none dials anew for each call.
+		calls: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil,
+			MaxIdleConnsPerHost: updateWorkers + pongWorkers(spec.Agents),
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext}},
 		stream: &http.Client{Transport: &http.Transport{Proxy: nil, ResponseHeaderTimeout: time.Minute,
 			DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}},
 		updates: make(chan func(context.Context) error, spec.Tasks+spec.Agents),
-		pongs:   make(chan func(context.Context) error, 4*spec.Agents),
+		pongs:   make(chan func(context.Context) error, spec.Agents),
 		errc:    make(chan error, 1),
 	}
 }
@@ -305,7 +329,7 @@ func (c *simCluster) workers(ctx context.Context, n int, jobs chan func(context.
 // subscribeAgents subscribes every agent, 32 at a time, and starts the
 // workers that answer for them.
 func (c *simCluster) subscribeAgents(ctx context.Context) error {
-	c.workers(ctx, 4, c.pongs)
+	c.workers(ctx, pongWorkers(c.spec.Agents), c.pongs)
 	c.agents = make([]*simAgent, c.spec.Agents)
 	sem := make(chan struct{}, 32)
 	errs := make(chan error, c.spec.Agents)
@@ -412,13 +436,20 @@ func (c *simCluster) handleAgent(a *simAgent, ev agent.Event) {
 	}
 }
 
-// pong queues a PONG for a unless one is queued already. Called on a's
-// stream goroutine.
+// pong queues a PONG for a unless one is queued already: the master
+// takes any PONG for an answer to every PING before it. Called on a's
+// stream goroutine. The send cannot block: pongs has room for one job
+// per agent.
 func (c *simCluster) pong(a *simAgent) {
+	if !a.pongQueued.CompareAndSwap(false, true) {
+		return
+	}
 	id := a.id
-	select {
-	case c.pongs <- func(ctx context.Context) error { return c.agentCall(ctx, a, id, agent.Call{Type: agent.CallPong}) }:
-	default:
+	c.pongs <- func(ctx context.Context) error {
+		// Cleared before the call, so that a PING arriving during it
+		// queues the next PONG rather than being taken as answered.
+		a.pongQueued.Store(false)
+		return c.agentCall(ctx, a, id, agent.Call{Type: agent.CallPong})
 	}
 }
 
@@ -459,7 +490,7 @@ func (c *simCluster) agentCall(ctx context.Context, a *simAgent, id string, call
 // launchAll subscribes the framework and returns once every task is
 // RUNNING and every update acknowledged (the master's final state).
 func (c *simCluster) launchAll(ctx context.Context, progress func(string)) error {
-	c.workers(ctx, 16, c.updates)
+	c.workers(ctx, updateWorkers, c.updates)
 	sched := mesosclient.NewScheduler(c.url)
 	// Framework calls: ACCEPTs, then acknowledgements (two per task).
 	fwJobs := make(chan func(context.Context) error, 2*c.spec.Tasks+c.spec.Agents+16)
