@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keelhq/keel/internal/leakcheck"
+	"github.com/keelhq/keel/snapshot"
 )
 
 // lineEcho is a TCP backend that answers every line at once and keeps the
@@ -511,5 +512,70 @@ func TestAcceptRetry(t *testing.T) {
 	}
 	if v, _ := sample(t, reg, "keel_proxy_accept_errors_total", nil); v != 3 {
 		t.Fatalf("accept errors %v, want 3", v)
+	}
+}
+
+// TestTCPSwapsUnderLoad: while clients keep connecting to a service port
+// and talking, the table changes the port's backends over and over. The
+// listener stays open throughout and every connection is served: a swap
+// never drops one in flight, and a new one always finds a backend.
+func TestTCPSwapsUnderLoad(t *testing.T) {
+	p, _, _ := startWith(t, nil)
+	a, b, sp := lineEcho(t), lineEcho(t), freePort(t)
+	snaps := []*snapshot.Snapshot{
+		snap(1, task("/db", "db.a", "127.0.0.1", []uint32{a}, []uint32{sp}, nil)),
+		snap(2, task("/db", "db.a", "127.0.0.1", []uint32{a}, []uint32{sp}, nil), task("/db", "db.b", "127.0.0.1", []uint32{b}, []uint32{sp}, nil)),
+		snap(3, task("/db", "db.b", "127.0.0.1", []uint32{b}, []uint32{sp}, nil)),
+	}
+	p.Update(snaps[0])
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", sp))
+	stop := make(chan struct{})
+	swapped := make(chan int)
+	go func() {
+		n := 0
+		defer func() { swapped <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			n++
+			p.Update(snaps[n%len(snaps)])
+		}
+	}()
+	errs := make(chan error, 20)
+	for w := 0; w < 20; w++ {
+		go func() {
+			for i := 0; i < 25; i++ {
+				c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", sp), time.Second)
+				if err != nil {
+					errs <- err
+					return
+				}
+				lc := &lineConn{c, bufio.NewReader(c)}
+				for j := 0; j < 3; j++ {
+					msg := fmt.Sprintf("w%d-%d-%d", w, i, j)
+					if out, err := lc.roundTrip(msg); err != nil || out != "echo:"+msg+"\n" {
+						c.Close()
+						errs <- fmt.Errorf("%s: %q %v", msg, out, err)
+						return
+					}
+				}
+				c.Close()
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < 20; w++ {
+		if err := <-errs; err != nil {
+			close(stop)
+			<-swapped
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if n := <-swapped; n < 3 {
+		t.Fatalf("only %d table swaps during the load", n)
 	}
 }
