@@ -232,37 +232,21 @@ func (l *loop) inFlight() bool {
 	return false
 }
 
-func (l *loop) accept() {
-	for {
-		fd, ip, err := rawAccept(l.lfd)
-		switch {
-		case err == unix.EINTR || err == unix.ECONNABORTED:
-			continue
-		case err == unix.EAGAIN:
-			l.stalled = false
-			return
-		case err != 0:
-			// Out of descriptors, say: connections wait in the backlog
-			// and bring no new edge, so the sweep tries again.
-			l.p.metrics.acceptErrors.Inc()
-			if !l.stalled {
-				l.p.log.Warn("HTTP accept", "err", err)
-			}
-			l.stalled = true
-			return
-		}
-		bufs := l.clientBuffers()
-		c := &lclient{fd: fd, gen: l.nextGen(), ip: net.IP(ip), buf: bufs.buf, out: bufs.out, deadline: l.now.Add(loopClientIdle)}
-		c.rq.fwd = bufs.fwd
-		if ip, ok := netip.AddrFromSlice(c.ip); ok {
-			c.ipText = ip.Unmap().AppendTo(nil)
-		}
-		if err := l.add(fd, c.gen, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP); err != nil {
-			unix.Close(fd)
-			continue
-		}
-		l.clients[fd] = c
+func (l *loop) accept() { l.p.acceptAll(l.lfd, &l.stalled, "http", l.newClient) }
+
+// newClient takes on the client connection fd, from ip.
+func (l *loop) newClient(fd int, ip []byte) {
+	bufs := l.clientBuffers()
+	c := &lclient{fd: fd, gen: l.nextGen(), ip: net.IP(ip), buf: bufs.buf, out: bufs.out, deadline: l.now.Add(loopClientIdle)}
+	c.rq.fwd = bufs.fwd
+	if ip, ok := netip.AddrFromSlice(c.ip); ok {
+		c.ipText = ip.Unmap().AppendTo(nil)
 	}
+	if err := l.add(fd, c.gen, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP); err != nil {
+		unix.Close(fd)
+		return
+	}
+	l.clients[fd] = c
 }
 
 func (l *loop) event(ev unix.EpollEvent) {

@@ -369,3 +369,30 @@ func takeTurns[T any](later, spare *[]T, run func(T)) {
 	}
 	*spare = turn[:0]
 }
+
+// acceptAll accepts the connections waiting on the listener lfd and
+// hands each, with the peer's address, to serve. A failed accept (out of
+// descriptors, say) leaves the rest in the backlog, where they bring no
+// new edge: it sets *stalled, for the loop's sweep to call again, and is
+// counted, and logged once a stall (listen names the listener).
+func (p *Proxy) acceptAll(lfd int, stalled *bool, listen string, serve func(fd int, ip []byte)) {
+	for {
+		fd, ip, err := rawAccept(lfd)
+		switch {
+		case err == unix.EINTR || err == unix.ECONNABORTED:
+			continue
+		case err == unix.EAGAIN:
+			*stalled = false
+			return
+		case err != 0:
+			p.metrics.acceptErrors.Inc()
+			if !*stalled {
+				p.log.Warn("accept failed; retrying", "listen", listen, "err", err)
+			}
+			*stalled = true
+			return
+		}
+		*stalled = false
+		serve(fd, ip)
+	}
+}

@@ -200,6 +200,23 @@ func (p *Proxy) acceptLoop(l *tcpListener) {
 	}
 }
 
+// admitTCP takes a slot of r's KEEL_{n}_MAX_CONNS for a connection on the
+// service port key, or reports false (logged) when r has none left: the
+// cap counts TCP connections on the port too, together with the route's
+// HTTP requests, and a connection beyond it is closed at once. Whoever is
+// admitted gives the slot back (r.active) when r.MaxConns > 0.
+func (p *Proxy) admitTCP(r *Route, key string) bool {
+	if r.MaxConns <= 0 {
+		return true
+	}
+	if r.active.Add(1) > int64(r.MaxConns) {
+		r.active.Add(-1)
+		p.log.Debug("service port connection refused: KEEL_MAX_CONNS reached", "listen", key, "app", r.App, "max_conns", r.MaxConns)
+		return false
+	}
+	return true
+}
+
 // serveTCP forwards one connection to a backend of the service port.
 func (p *Proxy) serveTCP(key string, c net.Conn) {
 	defer c.Close()
@@ -207,14 +224,10 @@ func (p *Proxy) serveTCP(key string, c net.Conn) {
 	if r == nil || len(r.Backends) == 0 {
 		return
 	}
-	// KEEL_{n}_MAX_CONNS counts TCP connections on the service port too,
-	// together with the route's HTTP requests: beyond it, close at once.
+	if !p.admitTCP(r, key) {
+		return
+	}
 	if r.MaxConns > 0 {
-		if r.active.Add(1) > int64(r.MaxConns) {
-			r.active.Add(-1)
-			p.log.Debug("service port connection refused: KEEL_MAX_CONNS reached", "listen", key, "app", r.App, "max_conns", r.MaxConns)
-			return
-		}
 		defer r.active.Add(-1)
 	}
 	series := l4Key{protoTCP, r.App, key}
@@ -227,27 +240,23 @@ func (p *Proxy) serveTCP(key string, c net.Conn) {
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		ip = a.IP
 	}
-	first, n, now := pick(r, ip), len(r.Backends), time.Now().UnixNano()
+	tries := attempts{r: r, first: pick(r, ip)}
 	var be net.Conn
-	var err error
-	// As on the HTTP path: ejected backends are passed over unless all are.
-dial:
-	for pass, tried := 0, 0; pass < 2 && tried == 0; pass++ {
-		for k := 0; k < n && tried <= r.Retries; k++ {
-			b := &r.Backends[(first+k)%n]
-			if pass == 0 && !b.client.health.available(now) {
-				continue
-			}
-			tried++
-			if be, err = (&net.Dialer{Timeout: connectTimeout, KeepAlive: p.tcpKeepAlive()}).Dial("tcp", b.Addr); err == nil {
-				b.client.health.success()
-				b.client.inflight.Add(1)
-				defer b.client.inflight.Add(-1)
-				break dial
-			}
-			p.fail(b)
-			p.metrics.backendErrors.WithLabelValues(r.App).Inc()
+	for {
+		i, ok := tries.next(time.Now().UnixNano())
+		if !ok {
+			break
 		}
+		b := &r.Backends[i]
+		var err error
+		if be, err = (&net.Dialer{Timeout: connectTimeout, KeepAlive: p.tcpKeepAlive()}).Dial("tcp", b.Addr); err == nil {
+			b.client.health.success()
+			b.client.inflight.Add(1)
+			defer b.client.inflight.Add(-1)
+			break
+		}
+		p.fail(b)
+		p.metrics.backendErrors.WithLabelValues(r.App).Inc()
 	}
 	if be == nil {
 		return

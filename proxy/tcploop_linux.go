@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -58,7 +59,6 @@ type tloop struct {
 	idle   time.Duration // the idle timeout (negative: none)
 	drain  bool
 	drainT time.Time
-	ended  chan struct{} // closed when run returns
 
 	mu     sync.Mutex
 	cmds   []tcmd // guarded by mu
@@ -127,7 +127,7 @@ type tpair struct {
 // newTLoop makes the TCP loop of p; run serves it.
 func newTLoop(p *Proxy) (*tloop, error) {
 	t := &tloop{poller: noPoller, p: p, lns: map[int]*tlisten{}, ends: map[int]*tend{}, pairs: map[*tpair]struct{}{},
-		buf: make([]byte, tcpLoopBuffer), idle: p.idleTimeout(), ended: make(chan struct{})}
+		buf: make([]byte, tcpLoopBuffer), idle: p.idleTimeout()}
 	t.every = loopSweep
 	if t.idle > 0 && t.idle/4 < t.every {
 		t.every = max(t.idle/4, 10*time.Millisecond)
@@ -147,9 +147,15 @@ func (t *tloop) listen(key string, ln *net.TCPListener) (*tlisten, error) {
 		return nil, err
 	}
 	tl := &tlisten{fd: fd, key: key}
-	t.command(tcmd{add: tl})
+	if !t.command(tcmd{add: tl}) {
+		return nil, errTCPLoopGone
+	}
 	return tl, nil
 }
+
+// errTCPLoopGone is a listener given to a TCP loop that stopped (on an
+// epoll error) or was stopped.
+var errTCPLoopGone = errors.New("proxy: the TCP loop has stopped")
 
 // unlisten closes tl. When it returns the port is free: a listener on it
 // may open again at once. (A listener the loop let go of already, its
@@ -163,21 +169,24 @@ func (t *tloop) stop() { t.command(tcmd{drain: true}) }
 // do runs f on the loop's goroutine and waits until it has.
 func (t *tloop) do(f func()) { t.command(tcmd{do: f}) }
 
-// command has the loop carry out c and waits until it has.
-func (t *tloop) command(c tcmd) {
+// command has the loop carry out c and waits until it has; false when
+// the loop had returned (a listener to add is then closed, as the loop's
+// own were).
+func (t *tloop) command(c tcmd) bool {
 	c.done = make(chan struct{})
 	t.mu.Lock()
 	if t.exited {
 		t.mu.Unlock()
 		if c.add != nil {
-			unix.Close(c.add.fd) // the loop is gone; so are its listeners
+			unix.Close(c.add.fd)
 		}
-		return
+		return false
 	}
 	t.cmds = append(t.cmds, c)
 	t.mu.Unlock()
 	t.wake()
 	<-c.done
+	return true
 }
 
 // commands carries out the commands waiting.
@@ -234,7 +243,6 @@ func (t *tloop) run() {
 			}
 			close(c.done)
 		}
-		close(t.ended)
 	}()
 	t.swept = t.now
 	for {
@@ -294,27 +302,7 @@ func (t *tloop) event(ev unix.EpollEvent) {
 }
 
 func (t *tloop) accept(ln *tlisten) {
-	for {
-		fd, ip, err := rawAccept(ln.fd)
-		switch {
-		case err == unix.EINTR || err == unix.ECONNABORTED:
-			continue
-		case err == unix.EAGAIN:
-			ln.stalled = false
-			return
-		case err != 0:
-			// Connections wait in the backlog, and no new edge comes for
-			// them: the sweep retries until an accept succeeds.
-			t.p.metrics.acceptErrors.Inc()
-			if !ln.stalled {
-				t.p.log.Warn("service port accept", "listen", ln.key, "err", err)
-			}
-			ln.stalled = true
-			return
-		}
-		ln.stalled = false
-		t.start(ln.key, fd, ip)
-	}
+	t.p.acceptAll(ln.fd, &ln.stalled, ln.key, func(fd int, ip []byte) { t.start(ln.key, fd, ip) })
 }
 
 // start forwards the client connection fd, from ip, of the service port key.
@@ -329,16 +317,11 @@ func (t *tloop) start(key string, fd int, ip []byte) {
 		t.handOff(key, fd)
 		return
 	}
-	pr := &tpair{key: key, r: r, series: l4Key{protoTCP, r.App, key}, last: t.now}
-	if r.MaxConns > 0 {
-		if r.active.Add(1) > int64(r.MaxConns) {
-			r.active.Add(-1)
-			t.p.log.Debug("service port connection refused: KEEL_MAX_CONNS reached", "listen", key, "app", r.App, "max_conns", r.MaxConns)
-			unix.Close(fd)
-			return
-		}
-		pr.limited = true
+	if !t.p.admitTCP(r, key) {
+		unix.Close(fd)
+		return
 	}
+	pr := &tpair{key: key, r: r, series: l4Key{protoTCP, r.App, key}, last: t.now, limited: r.MaxConns > 0}
 	pr.m = t.p.metrics.l4.acquire(pr.series)
 	pr.m.opened.Inc()
 	pr.m.active.Inc()
