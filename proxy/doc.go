@@ -1,7 +1,11 @@
 // Package proxy is the gateway's load balancer, the replacement of HAProxy
 // driven by marathon-lb: an HTTP and an HTTPS virtual-host listener
-// (fasthttp; the certificate picked by SNI) and one TCP listener per
-// service port, routing to the running tasks of apps.
+// (the certificate picked by SNI) and one TCP listener per service port,
+// routing to the running tasks of apps. On Linux the plain HTTP listener
+// and the TCP service ports are each served by one edge-triggered epoll
+// loop (loop_linux.go, tcploop_linux.go, sharing poller_linux.go); HTTPS,
+// and what the HTTP loop does not take, is served by fasthttp, and routes
+// to named hosts by a goroutine per TCP connection.
 //
 // Routes come from a pure function, BuildTable, of a snapshot and the
 // apps' labels: marathon-lb's (HAPROXY_GROUP, HAPROXY_{n}_VHOST, _PATH,

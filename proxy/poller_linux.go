@@ -2,6 +2,10 @@
 
 package proxy
 
+// This file holds what both epoll loops (the HTTP loop and the TCP loop)
+// share: the poller they wait on, listener and dial set-up, the address
+// cache, splice pipes, fair turns, accepting, and handing a socket to Go.
+
 import (
 	"context"
 	"encoding/binary"
